@@ -1,0 +1,180 @@
+"""Tools for the course notebooks: the standard header (Colab badge + set-up cell), re-stamping the
+repository URL into every notebook, structural checks, and building a notebook from cells.
+
+Usage:
+  python scripts/notebook_tools.py stamp     # re-stamp badges and set-up cells from pyproject's URL
+  python scripts/notebook_tools.py check     # exit 1 if any notebook lacks a consistent header
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIRS = ("notebooks", "labs")
+SETUP_TAG = "colab-setup"
+BADGE_IMG = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def repo_url() -> str:
+    """The repository URL: the one place it lives is pyproject.toml's [project.urls] Repository."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return data["project"]["urls"]["Repository"].rstrip("/")
+
+
+def colab_link(rel_path: str, url: str | None = None) -> str:
+    url = url or repo_url()
+    gh = url.removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{gh}/blob/main/{rel_path}"
+
+
+def badge_markdown(rel_path: str, url: str | None = None) -> str:
+    return f"[![Open In Colab]({BADGE_IMG})]({colab_link(rel_path, url)})"
+
+
+SETUP_TEMPLATE = '''\
+# Colab set-up: does nothing outside Google Colab. On Colab it fetches the course and installs only what
+# Colab lacks (Colab keeps its own torch; no runtime restart needed).
+import importlib.util, os, subprocess, sys
+COURSE_REPO = "{url}"
+if "google.colab" in sys.modules:
+    root = os.environ.get("COURSE_CLONE_DIR", "/content/llm-pretraining-course")
+    if not os.path.isdir(os.path.join(root, "utils")):
+        subprocess.run(["git", "clone", "-q", "--depth", "1", os.environ.get("COURSE_REPO_URL", COURSE_REPO), root], check=True)
+    pip = [sys.executable, "-m", "pip", "install", "-q", *os.environ.get("COURSE_PIP_ARGS", "").split()]
+    subprocess.run([*pip, "--no-deps", "-e", root], check=True)
+    missing = [p for p in ("bitsandbytes", "gguf") if importlib.util.find_spec(p) is None]
+    if missing:
+        subprocess.run([*pip, *missing], check=True)
+    sys.path.insert(0, root)
+    os.chdir(os.path.join(root, "{folder}"))
+elif importlib.util.find_spec("utils") is None:  # opened outside `make lab`: use the checkout
+    sys.path.insert(0, os.path.abspath(".."))'''
+
+
+def setup_source(folder: str, url: str | None = None) -> str:
+    return SETUP_TEMPLATE.format(url=url or repo_url(), folder=folder)
+
+
+def all_notebooks() -> list[Path]:
+    out = []
+    for d in NOTEBOOK_DIRS:
+        out += sorted(p for p in (ROOT / d).rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    return out
+
+
+def _src(cell) -> str:
+    s = cell.get("source", "")
+    return "".join(s) if isinstance(s, list) else s
+
+
+def header_problems(nb, rel_path: str, url: str | None = None) -> list[str]:
+    """What is wrong with a notebook's header (empty when the badge and set-up cell are consistent)."""
+    probs = []
+    cells = nb["cells"]
+    if not cells or cells[0]["cell_type"] != "markdown":
+        return ["first cell must be a markdown title with the Colab badge"]
+    if badge_markdown(rel_path, url) not in _src(cells[0]):
+        probs.append(f"first cell lacks the badge {badge_markdown(rel_path, url)}")
+    setup = [c for c in cells if SETUP_TAG in c.get("metadata", {}).get("tags", [])]
+    if len(setup) != 1:
+        probs.append(f"needs exactly one code cell tagged '{SETUP_TAG}', found {len(setup)}")
+    else:
+        if _src(setup[0]) != setup_source(str(Path(rel_path).parent), url):
+            probs.append("the Colab set-up cell differs from the template (run `make badges`)")
+        if cells.index(setup[0]) > 3:
+            probs.append("the Colab set-up cell must come before the imports (within the first 4 cells)")
+    if nb.get("metadata", {}).get("kernelspec", {}).get("name") != "python3":
+        probs.append("kernelspec name must be 'python3'")
+    return probs
+
+
+def stamp(url: str | None = None) -> list[Path]:
+    """Rewrite every notebook's badge and set-up cell from the repository URL. Returns changed files."""
+    import nbformat
+
+    url = url or repo_url()
+    changed = []
+    for path in all_notebooks():
+        rel = path.relative_to(ROOT).as_posix()
+        nb = nbformat.read(path, as_version=4)
+        before = nbformat.writes(nb)
+        first = nb.cells[0]
+        pat = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+        if pat.search(first.source):
+            first.source = pat.sub(badge_markdown(rel, url), first.source)
+        for c in nb.cells:
+            if SETUP_TAG in c.get("metadata", {}).get("tags", []):
+                c.source = setup_source(str(Path(rel).parent), url)
+        if nbformat.writes(nb) != before:
+            nbformat.write(nb, path)
+            changed.append(path)
+    return changed
+
+
+# ---- building notebooks from cells (used by authors; the .ipynb stays the source of truth) ----
+def md(text: str):
+    import nbformat
+
+    return nbformat.v4.new_markdown_cell(text.strip("\n"))
+
+
+def code(text: str, check: bool = False, tags=()):
+    """A code cell; ``check=True`` prefixes ``# NBVAL_CHECK_OUTPUT`` (deterministic output, compared)."""
+    import nbformat
+
+    src = text.strip("\n")
+    if check:
+        src = "# NBVAL_CHECK_OUTPUT\n" + src
+    cell = nbformat.v4.new_code_cell(src)
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def header(rel_path: str, title: str, intro: str, goals: list[str], needs_table: str):
+    """The standard first cells: title + badge + intro, goals + needs table, Colab set-up cell."""
+    folder = str(Path(rel_path).parent)
+    first = md(f"# {title}\n\n{badge_markdown(rel_path)}\n\n{intro.strip()}")
+    goals_md = "## Learning goals\n\n" + "\n".join(f"- {g}" for g in goals) + "\n\n" + needs_table.strip()
+    return [first, md(goals_md), code(setup_source(folder), tags=(SETUP_TAG,))]
+
+
+def write_notebook(path, cells) -> None:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = cells
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nbformat.write(nb, str(path))
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["stamp"]:
+        for p in stamp():
+            print("stamped", p.relative_to(ROOT))
+        return 0
+    if argv[:1] == ["check"]:
+        import nbformat
+
+        bad = 0
+        for p in all_notebooks():
+            rel = p.relative_to(ROOT).as_posix()
+            for prob in header_problems(nbformat.read(p, as_version=4), rel):
+                print(f"{rel}: {prob}")
+                bad += 1
+        return 1 if bad else 0
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

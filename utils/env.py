@@ -1,0 +1,263 @@
+"""Where the course runs: device choice, capability probe, seeding, fast mode and the cache folder.
+
+Every notebook calls :func:`environment_line` once after its imports, and reads its step counts through
+:func:`fast_or_full`, never from ``os.environ`` directly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import platform
+import random
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: One environment variable switches fast mode (CI): ``COURSE_FAST=1``.
+FAST_ENV_VAR = "COURSE_FAST"
+#: ``COURSE_REQUIRE_GPU=1`` (set by ``make test-gpu``) turns "no GPU, skipped" into a failure.
+REQUIRE_GPU_ENV_VAR = "COURSE_REQUIRE_GPU"
+#: Overrides the course cache folder (tokenizers, converted models).
+CACHE_ENV_VAR = "COURSE_CACHE"
+
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def is_fast() -> bool:
+    """True when fast mode is on (``COURSE_FAST=1``): CI shrinks training steps with it."""
+    return _flag(FAST_ENV_VAR)
+
+
+def fast_or_full(full, fast):
+    """Return ``fast`` in fast mode, ``full`` otherwise (e.g. ``steps = fast_or_full(300, 20)``)."""
+    return fast if is_fast() else full
+
+
+def gpu_required() -> bool:
+    """True under ``make test-gpu``: GPU checks must run, not skip."""
+    return _flag(REQUIRE_GPU_ENV_VAR)
+
+
+def cache_dir(*parts: str) -> Path:
+    """The course cache folder (created on demand), or a sub-folder of it.
+
+    ``$COURSE_CACHE`` if set, else ``~/.cache/llm-pretraining-course``. Never inside the repository,
+    so a test run leaves the working tree unmodified.
+    """
+    root = os.environ.get(CACHE_ENV_VAR) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "llm-pretraining-course"
+    )
+    path = Path(root, *parts)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def has_package(name: str) -> bool:
+    """Whether ``import name`` would find a package (without importing it)."""
+    return importlib.util.find_spec(name) is not None
+
+
+def require(package: str, purpose: str, pip_name: str | None = None):
+    """Import and return ``package``, or raise an ImportError that says what to install and why."""
+    try:
+        return importlib.import_module(package)
+    except ImportError as exc:
+        raise ImportError(
+            f"{purpose} needs the package '{package}', which is not installed. "
+            f"Install it with: pip install {pip_name or package}  (or run `make lab`, which installs "
+            f"the whole course environment)."
+        ) from exc
+
+
+def get_device(prefer: str = "auto"):
+    """The torch device to use: cuda, then mps, then cpu for ``prefer="auto"``.
+
+    Asking for a device that is absent raises a ValueError saying so, instead of failing later
+    inside torch.
+    """
+    import torch
+
+    if prefer not in DEVICE_CHOICES:
+        raise ValueError(f"prefer={prefer!r} is not a device choice; use one of {DEVICE_CHOICES}")
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if prefer == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if prefer == "cuda" and not cuda:
+        raise ValueError("prefer='cuda' but no CUDA GPU is visible to torch; use 'auto' or 'cpu'")
+    if prefer == "mps" and not mps:
+        raise ValueError("prefer='mps' but Apple MPS is not available; use 'auto' or 'cpu'")
+    return torch.device(prefer)
+
+
+def bf16_supported(device=None) -> bool:
+    """Whether bfloat16 matmuls run natively on ``device`` (CUDA: compute capability >= 8.0, i.e. not a T4).
+
+    On CPU bf16 works (emulated, slowly); we report True because results are correct there.
+    """
+    import torch
+
+    device = torch.device(device) if device is not None else get_device()
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "mps":
+        return hasattr(torch.backends.mps, "is_macos_or_newer") and torch.backends.mps.is_macos_or_newer(14, 0)
+    return True
+
+
+def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
+    """Seed Python's, NumPy's and torch's RNGs (all devices). ``deterministic`` also asks torch for
+    deterministic kernels (slower on GPUs; CPU results are deterministic anyway)."""
+    import numpy as np
+    import torch
+
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # seeds CPU and every CUDA device
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """Whether huggingface.co answers on port 443 (False when ``HF_HUB_OFFLINE=1`` is set)."""
+    if _flag("HF_HUB_OFFLINE"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _version(package: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(package)
+    except Exception:
+        return None
+
+
+@dataclass
+class EnvReport:
+    """What :func:`probe` found on this machine."""
+
+    python: str  # Python version, e.g. "3.11.7"
+    platform: str  # OS and machine, e.g. "Linux x86_64"
+    versions: dict  # package -> version (None when not installed)
+    device: str  # "cuda", "mps" or "cpu"
+    device_name: str  # GPU model or CPU architecture
+    bf16: bool  # native bfloat16 support on that device
+    gpu_memory_bytes: int | None  # total memory of GPU 0 (None without CUDA)
+    bitsandbytes_ok: bool  # bitsandbytes imports (quantization notebook)
+    hub: bool | None  # Hugging Face Hub reachable (None when not checked)
+    fast: bool  # fast mode on
+    on_colab: bool = False  # running in Google Colab
+    advice: list = field(default_factory=list)  # one sentence per missing piece
+
+
+TRACKED_PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "bitsandbytes", "gguf", "ipywidgets")
+
+
+def probe(check_hub: bool = True) -> EnvReport:
+    """Inspect this machine: versions, device, bf16, GPU memory, bitsandbytes, hub, fast mode."""
+    import torch
+
+    versions = {p: _version(p) for p in TRACKED_PACKAGES}
+    device = get_device()
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        name, mem = props.name, int(props.total_memory)
+    else:
+        name, mem = (platform.processor() or platform.machine()), None
+    try:
+        importlib.import_module("bitsandbytes")
+        bnb_ok = True
+    except Exception:  # bitsandbytes can fail with OSError/RuntimeError on odd platforms too
+        bnb_ok = False
+    report = EnvReport(
+        python=platform.python_version(),
+        platform=f"{platform.system()} {platform.machine()}",
+        versions=versions,
+        device=device.type,
+        device_name=name,
+        bf16=bf16_supported(device),
+        gpu_memory_bytes=mem,
+        bitsandbytes_ok=bnb_ok,
+        hub=hub_reachable() if check_hub else None,
+        fast=is_fast(),
+        on_colab="google.colab" in sys.modules,
+    )
+    report.advice = advice(report)
+    return report
+
+
+def advice(report: EnvReport) -> list[str]:
+    """Plain-language advice for each missing piece of ``report``."""
+    out = []
+    if report.device == "cpu":
+        out.append(
+            "No GPU found: every notebook still runs on the CPU (smaller models, fewer steps); GPU-only "
+            "measurements are skipped with a note. On Colab choose Runtime > Change runtime type > T4 GPU."
+        )
+    if report.device == "cuda" and not report.bf16:
+        out.append(
+            "This GPU has no native bfloat16 (e.g. a T4): mixed precision uses fp16 with a GradScaler instead."
+        )
+    if report.device == "mps":
+        out.append("Apple MPS found: training runs on it; bitsandbytes and CUDA memory statistics are not available.")
+    for pkg in TRACKED_PACKAGES:
+        if report.versions.get(pkg) is None:
+            out.append(f"'{pkg}' is not installed: run `make lab` (or pip install {pkg}).")
+    if report.versions.get("bitsandbytes") and not report.bitsandbytes_ok:
+        out.append("bitsandbytes is installed but fails to import: notebook 04 falls back to its from-scratch code.")
+    if report.hub is False:
+        out.append(
+            "The Hugging Face Hub is not reachable: the course runs offline on the models and corpora it "
+            "bundles (that is the default)."
+        )
+    return out
+
+
+def environment_line(report: EnvReport | None = None) -> str:
+    """One line for the top of a notebook: device, key versions, fast mode."""
+    import torch
+
+    r = report or probe(check_hub=False)
+    dev = r.device if r.device == "cpu" else f"{r.device} ({r.device_name})"
+    mem = f", {r.gpu_memory_bytes / 2**30:.0f} GiB" if r.gpu_memory_bytes else ""
+    return (
+        f"device: {dev}{mem} | bf16: {'yes' if r.bf16 else 'no'} | torch {torch.__version__} | "
+        f"transformers {r.versions.get('transformers')} | threads {torch.get_num_threads()} | "
+        f"mode: {'fast' if r.fast else 'full'}"
+    )
+
+
+#: Set by scripts/run_notebooks.py when executing notebooks headless: progress bars print text, so the
+#: committed outputs stay readable on GitHub (a widget bar stores nothing readable).
+TEXT_PROGRESS_ENV_VAR = "COURSE_TEXT_PROGRESS"
+
+
+def progress_bar(*args, **kwargs):
+    """A ``tqdm.auto`` progress bar (a widget in JupyterLab), or a plain-text one in headless runs."""
+    if _flag(TEXT_PROGRESS_ENV_VAR):
+        from tqdm.std import tqdm
+
+        kwargs.setdefault("file", sys.stdout)
+        kwargs.setdefault("ascii", True)
+        kwargs.setdefault("mininterval", 5.0)
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(*args, **kwargs)
