@@ -1,0 +1,35 @@
+"""Shared test set-up: offline by default, seeded, GPU tests skipped (or failed under `make test-gpu`)."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def pytest_runtest_setup(item):
+    if "gpu" in item.keywords and not _cuda():
+        from utils.env import gpu_required
+
+        if gpu_required():
+            pytest.fail("COURSE_REQUIRE_GPU=1 (make test-gpu) but no CUDA GPU is visible to torch")
+        pytest.skip("needs a CUDA GPU; none is visible to torch")
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test starts from the same RNG state."""
+    from utils.env import seed_everything
+
+    seed_everything(0)
+    yield
