@@ -77,6 +77,21 @@ def require(package: str, purpose: str, pip_name: str | None = None):
         ) from exc
 
 
+def import_bitsandbytes():
+    """Import bitsandbytes without its import-time warning about the optional ``kernels`` package
+    (which would fetch CPU kernels from the hub; bitsandbytes falls back to its own, which is what we
+    want offline). Raises the usual ImportError, with advice, when it is not installed."""
+    import logging
+
+    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        return require("bitsandbytes", "8-bit and 4-bit quantization")
+    finally:
+        log.setLevel(level)
+
+
 def get_device(prefer: str = "auto"):
     """The torch device to use: cuda, then mps, then cpu for ``prefer="auto"``.
 
@@ -183,7 +198,7 @@ def probe(check_hub: bool = True) -> EnvReport:
     else:
         name, mem = (platform.processor() or platform.machine()), None
     try:
-        importlib.import_module("bitsandbytes")
+        import_bitsandbytes()
         bnb_ok = True
     except Exception:  # bitsandbytes can fail with OSError/RuntimeError on odd platforms too
         bnb_ok = False

@@ -1,0 +1,22 @@
+"""The course map agrees with the files and the README."""
+
+from pathlib import Path
+
+from utils.course import COURSE_MAP, course_map_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_notebook_on_disk_is_on_the_map_and_in_the_readme():
+    on_disk = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    mapped = {lesson.file for lesson in COURSE_MAP}
+    readme = (ROOT / "README.md").read_text()
+    for name in on_disk:
+        assert name in mapped, f"{name} is missing from utils.course.COURSE_MAP"
+        assert name in readme, f"{name} is not named in README.md"
+
+
+def test_map_rows_and_status():
+    table = course_map_markdown()
+    assert table.count("\n") == len(COURSE_MAP) + 1
+    assert "| 00 | `00_welcome_and_setup.ipynb`" in table and "available" in table

@@ -1,0 +1,49 @@
+"""`make lab` serves JupyterLab with the course's notebooks listed (checked over HTTP)."""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not (ROOT / ".venv" / "bin" / "python").exists(), reason="make lab uses .venv (make test builds it)")
+def test_make_lab_serves_the_course():
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_TOKEN": token}
+    proc = subprocess.Popen(
+        ["make", "-s", "lab", f"LAB_PORT={port}", "LAB_ARGS=--no-browser"], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/contents/notebooks?token={token}"
+        deadline, listing = time.time() + 90, None
+        while time.time() < deadline and listing is None:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    listing = json.load(r)
+            except OSError:
+                assert proc.poll() is None, "make lab exited early"
+                time.sleep(0.5)
+        assert listing is not None, "JupyterLab did not answer within 90 s"
+        names = {item["name"] for item in listing["content"]}
+        assert "00_welcome_and_setup.ipynb" in names
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10) as r:
+            assert r.status == 200 and b"JupyterLab" in r.read()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

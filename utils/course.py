@@ -1,0 +1,57 @@
+"""The course map: one table that notebook 00 and the README show, so they cannot disagree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Lesson:
+    number: str  # "00" .. "07": the order to take them in
+    file: str  # notebook file name under notebooks/
+    topic: str  # one line: what it teaches
+    minutes_cpu: int  # wall-clock minutes to run it top to bottom on a 2-core CPU (full mode)
+    minutes_gpu: int  # the same on one recent CUDA GPU (Colab T4 or better)
+    hardware: str  # what it needs, and what happens without it
+
+    @property
+    def available(self) -> bool:
+        """Whether the notebook exists in this checkout (the course is built notebook by notebook)."""
+        return (ROOT / "notebooks" / self.file).exists()
+
+
+COURSE_MAP: tuple[Lesson, ...] = (
+    Lesson("00", "00_welcome_and_setup.ipynb", "Welcome, course map, environment check", 1, 1, "any"),
+    Lesson("01", "01_choosing_a_model.ipynb", "Foundation model or your own; hubs and model cards", 3, 1,
+           "any; reads a bundled 135M instruct model"),
+    Lesson("02", "02_pretraining_objectives.ipynb", "Tokenisation; MLM, CLM and span corruption, trained", 15, 4,
+           "any; a GPU trains larger models"),
+    Lesson("03", "03_memory_arithmetic.ipynb", "The memory arithmetic of training, computed then measured", 3, 2,
+           "any; the allocator-peak check needs a CUDA GPU (skipped with a note on CPU)"),
+    Lesson("04", "04_quantization.ipynb", "FP32, FP16, BF16, INT8, NF4: bits, memory and quality", 8, 3,
+           "any; bitsandbytes kernels are faster on CUDA"),
+    Lesson("05", "05_distributed_training.ipynb", "DDP, ZeRO and FSDP, run with several processes", 8, 4,
+           "any (CPU processes with gloo); NCCL with 2+ GPUs"),
+    Lesson("06", "06_scaling_laws.ipynb", "Compute budgets, Chinchilla, a scaling sweep", 20, 5,
+           "any; a GPU runs a wider sweep"),
+    Lesson("07", "07_domain_adaptation.ipynb", "Domain-adaptive pre-training: code versus prose", 15, 4,
+           "any; a GPU trains longer"),
+)
+
+
+def course_map_markdown() -> str:
+    """The course map as a markdown table (minutes are full-mode estimates; fast mode takes less)."""
+    rows = [
+        "| # | notebook | topic | min (CPU) | min (GPU) | hardware | status |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for lesson in COURSE_MAP:
+        status = "available" if lesson.available else "planned"
+        rows.append(
+            f"| {lesson.number} | `{lesson.file}` | {lesson.topic} | {lesson.minutes_cpu} | "
+            f"{lesson.minutes_gpu} | {lesson.hardware} | {status} |"
+        )
+    return "\n".join(rows)
