@@ -2,7 +2,8 @@
 # Both create the virtual environment .venv/ on first use (or when requirements.lock changed).
 
 SHELL := /bin/bash
-PYTHON ?= python3                 # interpreter that creates .venv (test-gpu: the one that runs the suite)
+# PYTHON: the interpreter that creates .venv (for test-gpu: the one that runs the suite).
+PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 LOCK := requirements.lock

@@ -67,7 +67,8 @@ def test_setup_cell_fetches_and_installs_without_touching_torch(clean_env):
     out = subprocess.run([py, base / "probe.py", base / "cell.py"], env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if line[:5] in ("UTILS", "CWD ", "TORCH", "LINE "))
+    keys = ("UTILS", "CWD", "TORCH_SAME", "LINE")
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if line.split(" ", 1)[0] in keys)
     assert lines["UTILS"].startswith(str(clone)), "utils must come from the fresh clone"
     assert lines["CWD"] == str(clone / "notebooks")
     assert lines["TORCH_SAME"] == "True", "the set-up cell must not reinstall torch"

@@ -1,0 +1,206 @@
+"""Training checkpoints that load without unpickling anything, written atomically.
+
+A checkpoint is a folder:
+
+* ``model.safetensors`` -- the model weights (``safetensors.torch.save_model``: tied weights stored once);
+* ``state.safetensors`` -- every other tensor: AdamW's moments and step counts, RNG states, the GradScaler's
+  and the training loop's running sums;
+* ``state.json`` -- everything else (step, history, config, scheduler, optimizer hyper-parameters, data
+  position), with ``{"__tensor__": key}`` where a tensor of ``state.safetensors`` belongs.
+
+Neither format can run code when loaded (unlike ``torch.load`` of a pickle with ``weights_only=False``).
+The folder is first written under a temporary name beside ``path`` and then renamed into place, so a run
+killed while saving leaves the previous checkpoint intact (a crash in the instant between the two renames
+leaves it under ``<name>.old``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+FORMAT_VERSION = 1
+
+
+# ------------------------------------------------------------------------- nested state <-> JSON + tensors
+
+
+def _encode(obj, tensors: dict[str, torch.Tensor], prefix: str):
+    """Replace tensors (into ``tensors``), tuples, int-keyed dicts and arrays by JSON-safe markers."""
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj.detach().to("cpu").contiguous().clone()
+        return {"__tensor__": prefix}
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: _encode(v, tensors, f"{prefix}.{k}") for k, v in obj.items()}
+        if all(isinstance(k, int) for k in obj):  # e.g. optimizer state, keyed by parameter index
+            return {"__intdict__": {str(k): _encode(v, tensors, f"{prefix}.{k}") for k, v in obj.items()}}
+        raise TypeError(f"cannot store a dict with mixed key types at {prefix!r}")
+    if isinstance(obj, (list, tuple)):
+        items = [_encode(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+        return {"__tuple__": items} if isinstance(obj, tuple) else items
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, (np.integer, np.floating)):
+        return obj.item()
+    raise TypeError(f"cannot store {type(obj).__name__} at {prefix!r} in a checkpoint (no pickling)")
+
+
+def _decode(obj, tensors: dict[str, torch.Tensor]):
+    """Inverse of :func:`_encode`."""
+    if isinstance(obj, list):
+        return [_decode(v, tensors) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if "__ndarray__" in obj:
+        return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
+    if "__tuple__" in obj:
+        return tuple(_decode(v, tensors) for v in obj["__tuple__"])
+    if "__intdict__" in obj:
+        return {int(k): _decode(v, tensors) for k, v in obj["__intdict__"].items()}
+    return {k: _decode(v, tensors) for k, v in obj.items()}
+
+
+# ------------------------------------------------------------------------------------------------ RNG
+
+
+def rng_state() -> dict:
+    """The state of every RNG the training loop touches: torch CPU (dropout), CUDA, Python, NumPy."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` captured (CUDA states only where the same GPUs are visible)."""
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+# ------------------------------------------------------------------------------------------ save/load
+
+
+def _json_scheduler_state(scheduler) -> dict:
+    # LambdaLR stores its lambdas as None (plain functions are not state); drop anything non-JSON anyway
+    return {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+
+
+def save_checkpoint(
+    path,
+    model,
+    optimizer=None,
+    scheduler=None,
+    *,
+    step: int,
+    history=None,
+    data_state: dict | None = None,
+    scaler=None,
+    config: dict | None = None,
+    extra: dict | None = None,
+    rng: bool = True,
+) -> Path:
+    """Write a checkpoint folder at ``path`` (replacing one that is there) and return its path.
+
+    ``history``: a :class:`utils.train.History` (or anything with ``to_dict``) or a plain dict;
+    ``data_state``: the batch iterator's ``state_dict()`` (its position); ``extra``: any other plain
+    state (tensors allowed); ``rng``: also save the RNG states (see :func:`rng_state`).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    state = {
+        "format_version": FORMAT_VERSION,
+        "step": int(step),
+        "history": history.to_dict() if hasattr(history, "to_dict") else history,
+        "config": config,
+        "data": _encode(data_state, tensors, "data"),
+        "optimizer": _encode(optimizer.state_dict(), tensors, "optimizer") if optimizer is not None else None,
+        "scheduler": _encode(_json_scheduler_state(scheduler), tensors, "scheduler") if scheduler else None,
+        "scaler": _encode(scaler.state_dict(), tensors, "scaler") if scaler is not None else None,
+        "rng": _encode(rng_state(), tensors, "rng") if rng else None,
+        "extra": _encode(extra, tensors, "extra"),
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    save_file(tensors, str(tmp / "state.safetensors"))
+    with open(tmp / "state.json", "w") as f:
+        json.dump(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    old = path.with_name(f"{path.name}.old")
+    if path.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(path, old)
+    os.replace(tmp, path)  # atomic on POSIX: readers see the old folder or the new one, never half of one
+    if old.exists():
+        shutil.rmtree(old)
+    return path
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` read back besides the weights and optimizer/scheduler states."""
+
+    step: int  # optimizer steps completed when it was saved
+    history: dict | None  # History.to_dict()
+    data_state: dict | None  # the batch iterator's position
+    config: dict | None  # the TrainConfig as a dict
+    extra: dict = field(default_factory=dict)  # loop state (running sums), tensors included
+
+
+def load_checkpoint(
+    path, model=None, optimizer=None, scheduler=None, scaler=None, *, restore_rng: bool = True, device=None
+) -> Checkpoint:
+    """Load a folder written by :func:`save_checkpoint` into the objects given (each optional).
+
+    Build the optimizer and the scheduler first, then load (the scheduler's constructor would otherwise
+    overwrite the restored learning rate). ``device``: where the model's weights go (default: where the
+    model's parameters are).
+    """
+    path = Path(path)
+    if not (path / "state.json").is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r} (state.json missing)")
+    with open(path / "state.json") as f:
+        state = json.load(f)
+    if state.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"checkpoint format_version={state.get('format_version')!r}, expected {FORMAT_VERSION}")
+    tensors = load_file(str(path / "state.safetensors"))
+    if model is not None:
+        target = device if device is not None else next(model.parameters()).device
+        load_model(model, str(path / "model.safetensors"), strict=True, device=str(target))
+    if optimizer is not None:
+        optimizer.load_state_dict(_decode(state["optimizer"], tensors))
+    if scheduler is not None:
+        scheduler.load_state_dict(_decode(state["scheduler"], tensors))
+    if scaler is not None and state.get("scaler") is not None:
+        scaler.load_state_dict(_decode(state["scaler"], tensors))
+    if restore_rng and state.get("rng") is not None:
+        set_rng_state(_decode(state["rng"], tensors))
+    return Checkpoint(
+        step=state["step"],
+        history=state["history"],
+        data_state=_decode(state["data"], tensors),
+        config=state["config"],
+        extra=_decode(state["extra"], tensors) or {},
+    )

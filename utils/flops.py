@@ -1,0 +1,119 @@
+"""Throughput accounting: FLOPs per token, achieved FLOP/s, model FLOPs utilisation (MFU), budget cost.
+
+Pure functions (no torch needed except :func:`device_peak_flops` and :func:`model_flops_per_token`).
+
+Training FLOPs per token of a dense transformer (Chowdhery et al. 2022, "PaLM", Appendix B; the same
+count as Hoffmann et al. 2022, "Chinchilla", Appendix F, and Kaplan et al. 2020, Sec. 2.1):
+
+    6 N + 12 * n_layers * d_model * seq_len
+
+6N: each parameter does one multiply-add (2 FLOPs) per token forward and twice that backward
+(2N + 4N). The second term is the attention score and weighted-sum matmuls (Q K^T and A V), which have
+no parameters: forward 2 * 2 * n_layers * seq_len * d_model per token, times 3 for forward + backward.
+MFU = achieved model FLOP/s / peak FLOP/s (PaLM's definition: recomputation is not counted).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Seconds in a day, and FLOPs in one petaflop/s-day (10^15 FLOP/s for 86,400 s).
+SECONDS_PER_DAY = 86_400
+PETAFLOP_S_DAY = 1e15 * SECONDS_PER_DAY  # 8.64e19
+
+#: Peak dense tensor-core FLOP/s by GPU (vendor datasheets, sparse figures are 2x; reference.md):
+#: (name pattern matched against torch.cuda.get_device_name, peak FLOP/s, the 16-bit format it is for).
+PEAK_FLOPS: tuple[tuple[str, float, str], ...] = (
+    (r"H100", 989e12, "bf16"),  # H100 SXM; the PCIe card is lower (756e12)
+    (r"A100", 312e12, "bf16"),
+    (r"V100", 125e12, "fp16"),
+    (r"\bL4\b", 121e12, "bf16"),  # word boundary: not the L40 / L40S
+    (r"\bT4\b", 65e12, "fp16"),  # no bf16 on a T4
+)
+
+
+def _positive(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def training_flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
+    """Training FLOPs per token: ``6 * N + 12 * n_layers * d_model * seq_len`` (PaLM, Appendix B)."""
+    _positive("n_params", n_params)
+    for name, value in (("n_layers", n_layers), ("d_model", d_model), ("seq_len", seq_len)):
+        _positive(name, value)
+    return 6.0 * n_params + 12.0 * n_layers * d_model * seq_len
+
+
+def model_flops_per_token(model, seq_len: int) -> float:
+    """:func:`training_flops_per_token` for a ``transformers`` model, shape read from ``model.config``.
+
+    N counts every distinct parameter once (a tied input/output embedding once: the output projection is a
+    real matmul; lookup-only position tables make this a slight overcount). For an encoder-decoder the
+    layers of both stacks are counted: an upper bound, since each token goes through only one stack
+    (Brown et al. 2020 count such models at ~3N per token).
+    """
+    cfg = model.config
+    n_layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None)
+    if getattr(cfg, "is_encoder_decoder", False):
+        n_layers = cfg.num_layers + cfg.num_decoder_layers
+    d_model = getattr(cfg, "hidden_size", None) or getattr(cfg, "d_model", None) or cfg.n_embd
+    n_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    return training_flops_per_token(n_params, int(n_layers), int(d_model), seq_len)
+
+
+def achieved_flops(flops_per_token: float, tokens_per_s: float) -> float:
+    """Model FLOP/s achieved: FLOPs per token x tokens per second."""
+    _positive("flops_per_token", flops_per_token)
+    if tokens_per_s < 0:
+        raise ValueError(f"tokens_per_s must be >= 0, got {tokens_per_s!r}")
+    return flops_per_token * tokens_per_s
+
+
+def peak_flops_for(device_name: str) -> float | None:
+    """Peak dense FLOP/s of a GPU from its name (e.g. "NVIDIA H100 80GB HBM3"); None if not in the table."""
+    for pattern, peak, _ in PEAK_FLOPS:
+        if re.search(pattern, device_name):
+            return peak
+    return None
+
+
+def device_peak_flops(device=None) -> float | None:
+    """Peak dense FLOP/s of ``device`` (a CUDA GPU from :data:`PEAK_FLOPS`); None on CPU / MPS / unknown GPUs."""
+    import torch
+
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return peak_flops_for(torch.cuda.get_device_name(device))
+
+
+def mfu(flops_per_token: float, tokens_per_s: float, peak: float | None) -> float | None:
+    """Model FLOPs utilisation in [0, 1]: achieved FLOP/s / ``peak``; None when the peak is unknown (CPU)."""
+    if peak is None:
+        return None
+    _positive("peak", peak)
+    return achieved_flops(flops_per_token, tokens_per_s) / peak
+
+
+@dataclass(frozen=True)
+class BudgetCost:
+    """How long a compute budget takes at a given speed, and what it costs."""
+
+    flops: float  # the budget, in FLOPs
+    seconds: float  # wall-clock seconds at the given FLOP/s
+    days: float  # the same in days
+    pfs_days: float  # the budget in petaflop/s-days (8.64e19 FLOPs each)
+    cost: float | None  # seconds / 3600 x price per hour (None without a price)
+
+
+def budget_cost(flops: float, flops_per_s: float, price_per_hour: float | None = None) -> BudgetCost:
+    """Turn a FLOP budget into seconds, days and money at ``flops_per_s`` (e.g. ``6 * N * D`` at achieved FLOP/s)."""
+    _positive("flops", flops)
+    _positive("flops_per_s", flops_per_s)
+    if price_per_hour is not None and price_per_hour < 0:
+        raise ValueError(f"price_per_hour must be >= 0 or None, got {price_per_hour!r}")
+    seconds = flops / flops_per_s
+    cost = None if price_per_hour is None else seconds / 3600 * price_per_hour
+    return BudgetCost(flops, seconds, seconds / SECONDS_PER_DAY, flops / PETAFLOP_S_DAY, cost)
