@@ -3,7 +3,8 @@
 Two corpora need no download:
 
 * ``"prose"``: the text of Python's own documentation (language reference topics) that CPython ships in
-  ``pydoc_data.topics`` for ``help()`` -- English technical prose, about 0.47M characters.
+  ``pydoc_data.topics`` for ``help()``, in sorted topic order, duplicates removed -- English technical
+  prose, about 0.46M characters.
 * ``"code"``: Python standard-library source, the ``.py`` files under ``sysconfig.get_paths()["stdlib"]``
   in sorted path order, capped at :data:`CODE_MAX_CHARS` characters so tokenizer training stays fast.
 
@@ -56,7 +57,9 @@ def _clean(text: str) -> str:
 def _prose_documents() -> list[str]:
     from pydoc_data.topics import topics  # shipped with CPython for help('topic')
 
-    return [_clean(topics[key]) for key in sorted(topics)]
+    documents = [_clean(topics[key]) for key in sorted(topics)]
+    # A few topics are aliases with identical text; duplicates would leak across a train/val split.
+    return list(dict.fromkeys(documents))
 
 
 def stdlib_source_files() -> list[Path]:
@@ -234,7 +237,8 @@ def chunk(ids, block_size: int):
 
 
 class TokenDataset:
-    """Fixed-length blocks of token ids for CLM/MLM/span-corruption batches (a map-style torch Dataset).
+    """Fixed-length blocks of token ids for CLM/MLM/span-corruption batches (map-style: works with a
+    ``torch.utils.data.DataLoader``).
 
     ``TokenDataset(text, tokenizer, block_size=128)`` tokenizes once; ``ds[i]`` is a LongTensor of
     ``block_size`` ids. Pass ``ids=`` (a 1-D LongTensor) instead of text to reuse a tokenization.

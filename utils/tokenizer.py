@@ -12,25 +12,24 @@ token                 id     used by
 ``<pad>``             0      padding batches to one length (``tokenizer.pad_token``)
 ``<|endoftext|>``     1      end of a document, GPT-2's spelling (``eos_token``, ``bos_token``)
 ``<mask>``            2      masked language modelling, BERT's [MASK] (``mask_token``)
-``<extra_id_0>``..    3..102 T5 span-corruption sentinels (``additional_special_tokens``)
+``<extra_id_0>``..    3..102 T5 span-corruption sentinels (``extra_special_tokens``)
 ``<extra_id_99>``
 ====================  =====  ======================================================
 
 T5's own tokenizer puts its sentinels at the *end* of the vocabulary in reverse order; here they come
-first in ascending order, which changes nothing about what they do.
+first in ascending order, which changes nothing about what they do. (transformers 5 lists the sentinels
+in ``tokenizer.extra_special_tokens``; 4.x called that ``additional_special_tokens``.)
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from utils.data import CORPORA, END_OF_TEXT, load_corpus
 from utils.env import cache_dir
+from utils.pretrained import save_atomically
 
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = END_OF_TEXT
@@ -61,7 +60,9 @@ def _training_text(text_or_corpus_name) -> str | list[str]:
         if not text_or_corpus_name:
             raise ValueError(f"text_or_corpus_name is empty; pass text or one of the corpus names {CORPORA}")
         return text_or_corpus_name
-    if isinstance(text_or_corpus_name, (list, tuple)) and all(isinstance(t, str) for t in text_or_corpus_name):
+    if isinstance(text_or_corpus_name, (list, tuple)) and all(
+        isinstance(t, str) for t in text_or_corpus_name
+    ):
         return list(text_or_corpus_name)
     raise ValueError(
         f"text_or_corpus_name must be a corpus name {CORPORA}, a text string or a list of strings, "
@@ -90,7 +91,9 @@ def train_tokenizer(
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
-        raise ValueError(f"vocab_size must be an int >= {MIN_VOCAB_SIZE} (bytes + special tokens), got {vocab_size!r}")
+        raise ValueError(
+            f"vocab_size must be an int >= {MIN_VOCAB_SIZE} (bytes + special tokens), got {vocab_size!r}"
+        )
     documents = _documents_for_training(_training_text(text_or_corpus_name))
     tokenizer = Tokenizer(models.BPE())
     # GPT-2's pre-tokenizer: split on its regex (words, numbers, punctuation, spaces), then map bytes to
@@ -130,7 +133,9 @@ def load_tokenizer(path):
 
     path = Path(path)
     if not (path / "tokenizer.json").is_file():
-        raise ValueError(f"path={str(path)!r} holds no tokenizer.json; expected a folder from save_pretrained")
+        raise ValueError(
+            f"path={str(path)!r} holds no tokenizer.json; expected a folder from save_pretrained"
+        )
     return PreTrainedTokenizerFast.from_pretrained(str(path))
 
 
@@ -156,22 +161,5 @@ def get_tokenizer(corpus: str = "prose", vocab_size: int = DEFAULT_VOCAB_SIZE, m
     if (folder / "tokenizer.json").is_file():
         return load_tokenizer(folder)
     tokenizer = train_tokenizer(text, vocab_size=vocab_size, min_frequency=min_frequency)
-    save_atomically(tokenizer, folder)
+    save_atomically(folder, tokenizer)
     return tokenizer
-
-
-def save_atomically(obj, folder: Path) -> None:
-    """``obj.save_pretrained`` into a temporary sibling folder, then rename it to ``folder``, so a crash or a
-    concurrent process never leaves a half-written cache entry."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        obj.save_pretrained(str(tmp))
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process finished first: keep its copy
-            if not folder.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

