@@ -20,6 +20,7 @@ import json
 import os
 import random
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,11 +98,6 @@ def set_rng_state(state: dict) -> None:
 # ------------------------------------------------------------------------------------------ save/load
 
 
-def _json_scheduler_state(scheduler) -> dict:
-    # LambdaLR stores its lambdas as None (plain functions are not state); drop anything non-JSON anyway
-    return {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
-
-
 def save_checkpoint(
     path,
     model,
@@ -132,29 +128,27 @@ def save_checkpoint(
         "config": config,
         "data": _encode(data_state, tensors, "data"),
         "optimizer": _encode(optimizer.state_dict(), tensors, "optimizer") if optimizer is not None else None,
-        "scheduler": _encode(_json_scheduler_state(scheduler), tensors, "scheduler") if scheduler else None,
+        "scheduler": _encode(scheduler.state_dict(), tensors, "scheduler") if scheduler else None,
         "scaler": _encode(scaler.state_dict(), tensors, "scaler") if scaler is not None else None,
         "rng": _encode(rng_state(), tensors, "rng") if rng else None,
         "extra": _encode(extra, tensors, "extra"),
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
-    save_file(tensors, str(tmp / "state.safetensors"))
-    with open(tmp / "state.json", "w") as f:
-        json.dump(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    old = path.with_name(f"{path.name}.old")
-    if path.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(path, old)
-    os.replace(tmp, path)  # atomic on POSIX: readers see the old folder or the new one, never half of one
-    if old.exists():
-        shutil.rmtree(old)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        save_model(model, str(tmp / "model.safetensors"))
+        save_file(tensors, str(tmp / "state.safetensors"))
+        with open(tmp / "state.json", "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        old = path.with_name(f"{path.name}.old")
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)  # a folder cannot be renamed onto a non-empty one: move the old aside
+        os.replace(tmp, path)  # atomic: a reader sees the old folder or the new one, never half of one
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # only left if something above failed
     return path
 
 
@@ -184,7 +178,9 @@ def load_checkpoint(
     with open(path / "state.json") as f:
         state = json.load(f)
     if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"checkpoint format_version={state.get('format_version')!r}, expected {FORMAT_VERSION}")
+        raise ValueError(
+            f"checkpoint format_version={state.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
     tensors = load_file(str(path / "state.safetensors"))
     if model is not None:
         target = device if device is not None else next(model.parameters()).device

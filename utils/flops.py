@@ -26,6 +26,7 @@ PETAFLOP_S_DAY = 1e15 * SECONDS_PER_DAY  # 8.64e19
 #: (name pattern matched against torch.cuda.get_device_name, peak FLOP/s, the 16-bit format it is for).
 PEAK_FLOPS: tuple[tuple[str, float, str], ...] = (
     (r"H100", 989e12, "bf16"),  # H100 SXM; the PCIe card is lower (756e12)
+    (r"H200", 989e12, "bf16"),  # the H100 SXM's compute with more memory (not in reference.md)
     (r"A100", 312e12, "bf16"),
     (r"V100", 125e12, "fp16"),
     (r"\bL4\b", 121e12, "bf16"),  # word boundary: not the L40 / L40S

@@ -50,16 +50,16 @@ def clm_batch(input_ids: torch.Tensor, pad_id: int | None = None) -> dict[str, t
     The labels are **not** shifted here: every ``transformers`` causal LM shifts them inside its loss
     (logits at position t are scored against labels[t + 1]), so passing ``labels = input_ids`` trains
     "predict the next token". :func:`next_token_pairs` shows the shift explicitly. The causal
-    (lower-triangular) attention mask is built inside the model; ``attention_mask`` only marks padding.
+    (lower-triangular) attention mask is built inside the model. With ``pad_id`` an ``attention_mask``
+    (0 on padding) is added; without it there is none, which lets the model use its fastest causal kernel.
     """
     _check_ids(input_ids)
     labels = input_ids.clone()  # (B, T)
-    attention_mask = torch.ones_like(input_ids)  # (B, T)
-    if pad_id is not None:
-        pad = input_ids == pad_id
-        labels[pad] = IGNORE_INDEX
-        attention_mask[pad] = 0
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    if pad_id is None:
+        return {"input_ids": input_ids, "labels": labels}
+    pad = input_ids == pad_id
+    labels[pad] = IGNORE_INDEX
+    return {"input_ids": input_ids, "attention_mask": (~pad).long(), "labels": labels}
 
 
 def next_token_pairs(input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +84,8 @@ def mlm_select(
 ) -> torch.Tensor:
     """Which tokens MLM selects for prediction: each ordinary token independently with ``probability``.
 
-    Special tokens and padding are never selected. Returns a bool tensor ``(B, T)``. (Per-token Bernoulli
+    Special tokens and padding are never selected; a row where the draw selects nothing gets its one
+    least-drawn eligible token, so no row has an undefined loss. Returns a bool tensor ``(B, T)``. (Per-token Bernoulli
     draws, as Hugging Face's ``DataCollatorForLanguageModeling``; BERT's original code picked exactly
     ``round(0.15 * T)`` per sequence -- the same 15% on average.)
     """
@@ -93,8 +94,16 @@ def mlm_select(
     eligible = torch.ones_like(input_ids, dtype=torch.bool)  # (B, T)
     for sid in [*special_ids, *([] if pad_id is None else [pad_id])]:
         eligible &= input_ids != sid
-    draw = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
-    return (draw < probability) & eligible
+    draw = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)  # (B, T)
+    selected = (draw < probability) & eligible
+    # a row with nothing selected would give a loss of 0/0 = NaN: select its eligible token with the lowest
+    # draw (BERT likewise predicts at least one token per sequence)
+    empty = ~selected.any(dim=1) & eligible.any(dim=1)  # (B,)
+    if probability > 0 and empty.any():
+        first = torch.where(eligible, draw, torch.full_like(draw, 2.0)).argmin(dim=1)  # (B,)
+        rows = empty.nonzero().squeeze(1)
+        selected[rows, first[rows]] = True
+    return selected
 
 
 def mlm_corrupt(
@@ -155,8 +164,7 @@ def mlm_batch(
     """Masked language modelling batch (BERT's rule): :func:`mlm_select` then :func:`mlm_corrupt`.
 
     Returns ``input_ids`` (corrupted), ``attention_mask`` (0 on padding) and ``labels`` (original token at
-    the selected positions, -100 elsewhere). A batch with no selected token at all has an undefined
-    (NaN) loss; at 15% of B * T tokens that needs a very short batch.
+    the selected positions, -100 elsewhere). Every row with an ordinary token has at least one label.
     """
     selected = mlm_select(
         input_ids, probability=probability, special_ids=special_ids, pad_id=pad_id, generator=generator
@@ -359,9 +367,48 @@ def make_batch(
         return mlm_batch(input_ids, generator=generator, **ids)
     if objective == "span":
         if not ids.get("sentinel_ids"):
-            raise ValueError("objective='span' needs sentinel_ids=[<extra_id_0>, <extra_id_1>, ...], got none")
+            raise ValueError(
+                "objective='span' needs sentinel_ids=[<extra_id_0>, <extra_id_1>, ...], got none"
+            )
         return span_corruption_batch(input_ids, generator=generator, **ids)
     raise ValueError(f"objective={objective!r} is not valid; choose one of {OBJECTIVES}")
+
+
+def objective_ids(objective: str, tokenizer) -> dict:
+    """The special ids ``objective`` needs, read from a ``transformers`` tokenizer, for :func:`make_batch`.
+
+    mlm: ``mask_id``, ``vocab_size`` (``len(tokenizer)``), ``special_ids`` (all special tokens: never
+    selected nor drawn as random replacements), ``pad_id``; span: ``sentinel_ids`` (``<extra_id_0>``,
+    ``<extra_id_1>``, ... as long as the tokenizer has them), ``pad_id``, ``eos_id``; clm: nothing.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective={objective!r} is not valid; choose one of {OBJECTIVES}")
+    if objective == "clm":
+        return {}
+    if objective == "mlm":
+        if tokenizer.mask_token_id is None:
+            raise ValueError(
+                "objective='mlm' needs a tokenizer with a mask token (tokenizer.mask_token is None)"
+            )
+        return {
+            "mask_id": tokenizer.mask_token_id,
+            "vocab_size": len(tokenizer),
+            "special_ids": sorted(set(tokenizer.all_special_ids)),
+            "pad_id": tokenizer.pad_token_id,
+        }
+    vocab = tokenizer.get_vocab()
+    sentinels: list[int] = []
+    while f"<extra_id_{len(sentinels)}>" in vocab:
+        sentinels.append(vocab[f"<extra_id_{len(sentinels)}>"])
+    if not sentinels:
+        raise ValueError(
+            "objective='span' needs a tokenizer with sentinel tokens <extra_id_0>, <extra_id_1>, ..."
+        )
+    return {
+        "sentinel_ids": sentinels,
+        "pad_id": tokenizer.pad_token_id or 0,
+        "eos_id": tokenizer.eos_token_id,
+    }
 
 
 # ------------------------------------------------------------------------- the lecture's picture
@@ -403,7 +450,9 @@ def lecture_examples(
 
     selected = torch.zeros_like(ids, dtype=torch.bool)
     selected[0, masked] = True
-    mlm = mlm_corrupt(ids, selected, mask_id=mask_id, vocab_size=len(vocab), mask_fraction=1.0, random_fraction=0.0)
+    mlm = mlm_corrupt(
+        ids, selected, mask_id=mask_id, vocab_size=len(vocab), mask_fraction=1.0, random_fraction=0.0
+    )
 
     context_ids, next_ids = next_token_pairs(ids)
 
@@ -419,7 +468,9 @@ def lecture_examples(
         "clm": ObjectiveExample(
             "clm", "decoder-only", to_words(context_ids[0, :context]), [vocab[int(next_ids[0, context - 1])]]
         ),
-        "span": ObjectiveExample("span", "encoder-decoder", to_words(t5["input_ids"][0]), to_words(t5["labels"][0])),
+        "span": ObjectiveExample(
+            "span", "encoder-decoder", to_words(t5["input_ids"][0]), to_words(t5["labels"][0])
+        ),
     }
 
 

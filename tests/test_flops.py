@@ -1,0 +1,67 @@
+"""Tests for utils/flops.py: FLOPs per token, peak table, MFU, budget cost."""
+
+import pytest
+
+from utils.flops import (
+    PETAFLOP_S_DAY,
+    achieved_flops,
+    budget_cost,
+    device_peak_flops,
+    mfu,
+    model_flops_per_token,
+    peak_flops_for,
+    training_flops_per_token,
+)
+from utils.models import build_model, count_parameters
+
+
+def test_flops_per_token_is_6n_plus_the_attention_term():
+    # GPT-2 small: N = 124,439,808, 12 layers, d_model 768, context 1024
+    assert training_flops_per_token(124_439_808, 12, 768, 1024) == 6 * 124_439_808 + 12 * 12 * 768 * 1024
+    assert training_flops_per_token(124_439_808, 12, 768, 1024) == 859_885_056
+    with pytest.raises(ValueError, match="seq_len"):
+        training_flops_per_token(10, 1, 8, 0)
+
+
+def test_model_flops_per_token_reads_the_shape():
+    model = build_model("decoder", "tiny", vocab_size=128)  # 2 layers, d_model 64
+    n = count_parameters(model).total
+    assert model_flops_per_token(model, 32) == 6 * n + 12 * 2 * 64 * 32
+    t5 = build_model("encoder-decoder", "tiny", vocab_size=128)  # 2 + 2 layers
+    assert model_flops_per_token(t5, 32) == 6 * count_parameters(t5).total + 12 * 4 * 64 * 32
+
+
+@pytest.mark.parametrize(
+    "name, peak",
+    [
+        ("NVIDIA H100 80GB HBM3", 989e12),
+        ("NVIDIA H200", 989e12),
+        ("NVIDIA A100-SXM4-40GB", 312e12),
+        ("Tesla V100-SXM2-16GB", 125e12),
+        ("Tesla T4", 65e12),
+        ("NVIDIA L4", 121e12),
+        ("NVIDIA L40S", None),  # not an L4
+        ("NVIDIA GeForce RTX 4090", None),
+    ],
+)
+def test_peak_table_lookup_by_device_name(name, peak):
+    assert peak_flops_for(name) == peak
+
+
+def test_mfu_and_achieved_flops():
+    assert achieved_flops(1e9, 1e5) == 1e14
+    assert mfu(1e9, 1e5, 989e12) == pytest.approx(1e14 / 989e12)
+    assert mfu(1e9, 1e5, None) is None  # CPU: FLOP/s only
+    assert device_peak_flops("cpu") is None
+
+
+def test_budget_cost():
+    one_day = budget_cost(PETAFLOP_S_DAY, 1e15, price_per_hour=2.0)
+    assert one_day.seconds == pytest.approx(86_400)
+    assert one_day.days == pytest.approx(1.0) and one_day.pfs_days == pytest.approx(1.0)
+    assert one_day.cost == pytest.approx(48.0)
+    assert budget_cost(1e18, 1e12).cost is None
+    with pytest.raises(ValueError, match="flops_per_s"):
+        budget_cost(1e18, 0)
+    with pytest.raises(ValueError, match="price_per_hour"):
+        budget_cost(1e18, 1e12, -1)
