@@ -192,7 +192,12 @@ def build_model(
     # PyTorch's fused scaled_dot_product_attention where the class supports it (all three do today)
     attn = "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
     hf_config._attn_implementation = attn
-    return model_class(hf_config)
+    model = model_class(hf_config)
+    if cfg.family == "decoder":
+        # transformers picks the loss from the class name, and "GPT2LMHeadModel" names none: it would
+        # warn on every forward with labels before falling back to this same causal-LM loss
+        model.loss_type = "ForCausalLM"
+    return model
 
 
 @dataclass(frozen=True)
