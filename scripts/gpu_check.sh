@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One prepared run on an offline GPU machine (see ../shared/gpu/README.md): install the carried wheels,
 # run `make test-gpu`, then the GPT-2-small MFU benchmark. Logs go to $OUT (or build/gpu) when set.
-# Usage, from the project root on the GPU machine:  bash scripts/gpu_check.sh
+# Before (on a machine with the package registries), from the project root:
+#   ../shared/gpu/fetch-wheels.sh $(grep -v '^#' scripts/gpu_extra_wheels.txt)
+# then carry .whl/ and run, from the project root on the GPU machine:  bash scripts/gpu_check.sh
 set -uo pipefail
 out=${OUT:-build/gpu}; mkdir -p "$out"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target .site .whl/*.whl \

@@ -13,7 +13,7 @@ class Lesson:
     number: str  # "00" .. "07": the order to take them in
     file: str  # notebook file name under notebooks/
     topic: str  # one line: what it teaches
-    minutes_cpu: int  # wall-clock minutes to run it top to bottom on a 2-core CPU (full mode)
+    minutes_cpu: int  # wall-clock minutes, top to bottom, 2-core CPU, full mode (measured once available)
     minutes_gpu: int  # the same on one recent CUDA GPU (Colab T4 or better)
     hardware: str  # what it needs, and what happens without it
 
@@ -29,7 +29,7 @@ COURSE_MAP: tuple[Lesson, ...] = (
            "any; reads a bundled 135M instruct model"),
     Lesson("02", "02_pretraining_objectives.ipynb", "Tokenisation; MLM, CLM and span corruption, trained", 15, 4,
            "any; a GPU trains larger models"),
-    Lesson("03", "03_memory_arithmetic.ipynb", "The memory arithmetic of training, computed then measured", 3, 2,
+    Lesson("03", "03_memory_arithmetic.ipynb", "The memory arithmetic of training, computed then measured", 1, 1,
            "any; the allocator-peak check needs a CUDA GPU (skipped with a note on CPU)"),
     Lesson("04", "04_quantization.ipynb", "FP32, FP16, BF16, INT8, NF4: bits, memory and quality", 8, 3,
            "any; bitsandbytes kernels are faster on CUDA"),
