@@ -67,6 +67,18 @@ def make_batches(vocab_size: int, batch: int, seq_len: int, n: int, seed: int = 
     return [next(source) for _ in range(n)]
 
 
+def model_and_batches(args):
+    """The seeded decoder of ``args.preset`` and the pre-built batches both loops train on."""
+    seed_everything(0)
+    model = build_model(
+        "decoder",
+        args.preset,
+        vocab_size=args.vocab,
+        max_seq_len=max(args.seq_len, PRESETS[args.preset]["max_seq_len"]),
+    )
+    return model, make_batches(args.vocab, args.batch, args.seq_len, args.warmup + args.steps)
+
+
 def plain_loop(model, batches, cfg: TrainConfig, device, precision: str, warmup: int) -> float:
     """The baseline: forward, backward, AdamW step, zero_grad; nothing else. Returns timed tokens/s.
 
@@ -112,14 +124,7 @@ def course_loop(model, batches, cfg: TrainConfig, warmup: int, progress: bool) -
 def compare(args) -> dict:
     device = get_device(args.device)
     precision = resolve_precision(args.precision, device)
-    seed_everything(0)
-    base = build_model(
-        "decoder",
-        args.preset,
-        vocab_size=args.vocab,
-        max_seq_len=max(args.seq_len, PRESETS[args.preset]["max_seq_len"]),
-    )
-    batches = make_batches(args.vocab, args.batch, args.seq_len, args.warmup + args.steps)
+    base, batches = model_and_batches(args)
     compiles = [False, True] if device.type == "cuda" and not args.no_compile else [False]
     rows = []
     for compiled in compiles:
@@ -180,14 +185,7 @@ def gpt2(args) -> dict:
         )
     torch.set_float32_matmul_precision("high")  # TF32 for any fp32 matmul left outside autocast
     precision = resolve_precision(args.precision, device)
-    seed_everything(0)
-    model = build_model(
-        "decoder",
-        args.preset,
-        vocab_size=args.vocab,
-        max_seq_len=max(args.seq_len, PRESETS[args.preset]["max_seq_len"]),
-    )
-    batches = make_batches(args.vocab, args.batch, args.seq_len, args.warmup + args.steps)
+    model, batches = model_and_batches(args)
     cfg = TrainConfig(
         steps=len(batches),
         batch_size=args.batch,
