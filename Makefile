@@ -30,7 +30,12 @@ help:
 venv: $(STAMP)
 
 $(STAMP): $(LOCK) pyproject.toml
-	@test -x $(VPY) || { echo ">> creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
+		echo "error: the course needs Python 3.10 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1)." \
+		     "Run make with PYTHON=python3.11 (or another 3.10+ interpreter), or use conda (README)."; exit 1; }
+	@test -x $(VPY) || { echo ">> creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV) || { \
+		rm -rf $(VENV); echo "error: could not create a virtual environment: on Debian/Ubuntu install" \
+		     "python3-venv (apt-get install python3-venv), or use conda (README)."; exit 1; }; }
 	@echo ">> installing the pinned environment into $(VENV) (first time: a few minutes)"
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r $(LOCK)
