@@ -7,6 +7,15 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+try:  # property tests: the same examples on every run (reproducible CI); `--hypothesis-profile=explore`
+    from hypothesis import settings  # draws new ones when hunting for bugs
+
+    settings.register_profile("course", derandomize=True, deadline=None)
+    settings.register_profile("explore", deadline=None, max_examples=2000)
+    settings.load_profile("course")
+except ImportError:  # hypothesis is a test dependency; only the property tests need it
+    pass
+
 
 def _cuda() -> bool:
     try:
