@@ -91,8 +91,11 @@ def header_problems(nb, rel_path: str, url: str | None = None) -> list[str]:
             probs.append("the Colab set-up cell differs from the template (run `make badges`)")
         if cells.index(setup[0]) > 3:
             probs.append("the Colab set-up cell must come before the imports (within the first 4 cells)")
-    if nb.get("metadata", {}).get("kernelspec", {}).get("name") != "python3":
+    kernelspec = nb.get("metadata", {}).get("kernelspec", {})
+    if kernelspec.get("name") != "python3":
         probs.append("kernelspec name must be 'python3'")
+    if kernelspec.get("display_name") != "Python 3 (ipykernel)":
+        probs.append("kernelspec display_name must be 'Python 3 (ipykernel)' (JupyterLab rewrites others on open)")
     return probs
 
 
@@ -152,7 +155,8 @@ def write_notebook(path, cells) -> None:
 
     nb = nbformat.v4.new_notebook()
     nb.cells = cells
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    # ipykernel's own display name: JupyterLab rewrites any other one on open, marking the notebook modified
+    nb.metadata["kernelspec"] = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
     nbformat.write(nb, str(path))
 

@@ -62,12 +62,17 @@ def test_notebook_renders_with_its_outputs(lab_url, notebook, tmp_path):
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--no-first-run", "--disable-sync"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{base}/lab/tree/notebooks/{notebook}?token={token}")
-        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        page.wait_for_selector(".jp-RenderedMarkdown h1", timeout=30_000)
-        title = page.inner_text(".jp-RenderedMarkdown h1")
+        page.goto(f"{base}/lab/tree/notebooks/{notebook}?reset&token={token}")  # reset: a fresh workspace
+        panel = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in front
+        page.wait_for_selector(f"{panel} .jp-Notebook .jp-Cell", timeout=60_000)
+        page.wait_for_selector(f"{panel} .jp-RenderedMarkdown h1", timeout=30_000)
+        title = page.inner_text(f"{panel} .jp-RenderedMarkdown h1")
         assert title.startswith(notebook[:2]), title
-        page.wait_for_selector(".jp-OutputArea-output", timeout=30_000)  # stored outputs render
+        page.wait_for_selector(f"{panel} .jp-OutputArea-output", timeout=30_000)  # stored outputs render
         assert page.locator("text=Select Kernel").count() == 0, "kernelspec metadata missing"
+        page.wait_for_selector("text=Python 3 (ipykernel) | Idle", timeout=60_000)  # the kernel is up
+        page.wait_for_timeout(1000)
+        # opening a committed notebook must not modify it (else learners get "save changes?" prompts)
+        assert page.locator(".lm-TabBar-tab.lm-mod-current.jp-mod-dirty").count() == 0, "the notebook is modified on open"
         page.screenshot(path=str(tmp_path / f"{notebook}.png"))
         browser.close()
