@@ -53,7 +53,7 @@ def lab_url(tmp_path_factory):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
-@pytest.mark.parametrize("notebook", ["00_welcome_and_setup.ipynb", "03_memory_arithmetic.ipynb"])
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
 def test_notebook_renders_with_its_outputs(lab_url, notebook, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
     base, token = lab_url
