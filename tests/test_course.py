@@ -20,3 +20,13 @@ def test_map_rows_and_status():
     table = course_map_markdown()
     assert table.count("\n") == len(COURSE_MAP) + 1
     assert "| 00 | `00_welcome_and_setup.ipynb`" in table and "available" in table
+
+
+def test_readme_map_agrees_with_course_map():
+    rows = {line.split("|")[1].strip(): line for line in (ROOT / "README.md").read_text().splitlines()
+            if line.startswith("| 0")}
+    for lesson in COURSE_MAP:
+        row = rows[lesson.number]
+        assert lesson.file in row
+        assert f"| {lesson.minutes_cpu} / {lesson.minutes_gpu} |" in row, f"README minutes for {lesson.number}"
+        assert ("(planned)" in row) != lesson.available, f"README status for {lesson.number}"
