@@ -25,7 +25,7 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from utils.env import has_package, hub_reachable
+from utils.env import check_choice, has_package, hub_reachable
 
 #: End-of-document token (GPT-2's spelling); also the tokenizer's EOS token.
 END_OF_TEXT = "<|endoftext|>"
@@ -42,11 +42,6 @@ HUB_CORPORA = {
     "wikitext": ("Salesforce/wikitext", "wikitext-2-raw-v1", "text"),
     "tinystories": ("roneneldan/TinyStories", None, "text"),
 }
-
-
-def _check_choice(argument: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{argument}={value!r} is not valid; choose one of {tuple(choices)}")
 
 
 def _clean(text: str) -> str:
@@ -118,7 +113,7 @@ def load_documents(name: str, max_chars: int | None = None) -> list[str]:
     ``max_chars`` keeps whole documents while their joined length stays within it (default: all of
     "prose", :data:`CODE_MAX_CHARS` of "code").
     """
-    _check_choice("name", name, CORPORA)
+    check_choice("name", name, CORPORA)
     if max_chars is not None and (not isinstance(max_chars, int) or max_chars < 1):
         raise ValueError(f"max_chars must be a positive int or None, got {max_chars!r}")
     return list(_documents(name, max_chars))
@@ -279,8 +274,8 @@ def load_hub_corpus(
     hub is unreachable or ``HF_HUB_OFFLINE=1`` is set, or the download fails. Non-empty rows are joined
     with newlines, up to ``max_chars`` characters.
     """
-    _check_choice("name", name, HUB_CORPORA)
-    _check_choice("fallback", fallback, CORPORA)
+    check_choice("name", name, HUB_CORPORA)
+    check_choice("fallback", fallback, CORPORA)
     reason = None
     if not has_package("datasets"):
         reason = "the 'datasets' package is not installed (pip install datasets)"

@@ -60,6 +60,18 @@ def cache_dir(*parts: str) -> Path:
     return path
 
 
+def check_choice(name: str, value, choices) -> None:
+    """Raise a ValueError naming the argument, the value and the accepted ones unless ``value in choices``.
+
+    The one validator the modules share (torch-free, so :mod:`utils.memory` can use it)."""
+    try:
+        valid = value in choices
+    except TypeError:  # an unhashable value is never a valid choice
+        valid = False
+    if not valid:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {tuple(choices)}")
+
+
 def has_package(name: str) -> bool:
     """Whether ``import name`` would find a package (without importing it)."""
     return importlib.util.find_spec(name) is not None

@@ -25,6 +25,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
+from utils.env import check_choice
+
 GB = 10**9  #: bytes in a gigabyte (decimal, as in the lecture and the papers)
 GiB = 2**30  #: bytes in a gibibyte (what ``nvidia-smi`` and torch's allocator report)
 
@@ -59,18 +61,9 @@ def _check_int(name: str, value, *, minimum: int = 1) -> int:
     return value
 
 
-def _check_choice(name: str, value, choices) -> None:
-    try:
-        valid = value in choices
-    except TypeError:  # unhashable value
-        valid = False
-    if not valid:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {tuple(choices)}")
-
-
 def dtype_bytes(dtype: str) -> float:
     """Bytes per value of ``dtype`` (a key of :data:`BYTES_PER_DTYPE`)."""
-    _check_choice("dtype", dtype, BYTES_PER_DTYPE)
+    check_choice("dtype", dtype, BYTES_PER_DTYPE)
     return BYTES_PER_DTYPE[dtype]
 
 
@@ -194,8 +187,8 @@ def training_memory(
     states alone. Real activations depend on batch and sequence length: see :func:`activation_memory`.
     """
     _check_number("n_params", n_params)
-    _check_choice("precision", precision, PRECISIONS)
-    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("precision", precision, PRECISIONS)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     _check_number("activation_bytes_per_param", activation_bytes_per_param, allow_zero=True)
     p, o = PRECISIONS[precision], OPTIMIZERS[optimizer]
     return TrainingMemory(
@@ -226,8 +219,8 @@ def model_state_bytes(param_numels: Iterable[int], *, precision: str = "fp32", o
     32-bit small tensors are counted tensor by tensor (plus its two shared quantisation maps). Optimizer
     bookkeeping scalars (torch Adam's 0-dim ``step`` tensor per parameter tensor) are not counted.
     """
-    _check_choice("precision", precision, PRECISIONS)
-    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("precision", precision, PRECISIONS)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     numels = [_check_int("param_numels entry", n) for n in param_numels]
     if not numels:
         raise ValueError("param_numels must list at least one tensor size, got an empty list")
@@ -307,7 +300,7 @@ def activation_memory(
     _check_int("n_layers", n_layers)
     _check_int("n_heads", n_heads)
     _check_number("bytes_per_value", bytes_per_value)
-    _check_choice("recompute", recompute, RECOMPUTE)
+    check_choice("recompute", recompute, RECOMPUTE)
     _check_number("logits_bytes_per_value", logits_bytes_per_value)
     if vocab_size is not None:
         _check_int("vocab_size", vocab_size)
@@ -481,8 +474,8 @@ def decoder_activation_memory(
         raise ValueError(f"shape must be a DecoderShape, got {type(shape).__name__}")
     _check_int("batch_size", batch_size)
     _check_int("seq_len", seq_len)
-    _check_choice("precision", precision, ACTIVATION_PRECISIONS)
-    _check_choice("attention", attention, ATTENTION_KINDS)
+    check_choice("precision", precision, ACTIVATION_PRECISIONS)
+    check_choice("attention", attention, ATTENTION_KINDS)
     tokens = batch_size * seq_len
     auto = precision != "fp32"
     mm = 2 if auto else 4
@@ -689,9 +682,9 @@ def task_memory(
     * ``"pretrain"``: model states + the lecture's activation estimate (``activation_bytes_per_param``,
       8 bytes by default: the 24 bytes/param of fp32 Adam training).
     """
-    _check_choice("task", task, TASKS)
+    check_choice("task", task, TASKS)
     if task == "store":
-        _check_choice("precision", precision, tuple(BYTES_PER_DTYPE) + tuple(PRECISIONS))
+        check_choice("precision", precision, tuple(BYTES_PER_DTYPE) + tuple(PRECISIONS))
         dtype = precision if precision in BYTES_PER_DTYPE else "bf16"
         return model_memory(n_params, dtype)
     mem = training_memory(
@@ -718,7 +711,7 @@ def gpu_estimate(
     too) and uses the nominal memory (80 GB = 80 x 10^9 bytes) with no room for the CUDA context,
     workspaces or fragmentation: a lower bound on the GPU count.
     """
-    _check_choice("gpu", gpu, GPUS)
+    check_choice("gpu", gpu, GPUS)
     need = task_memory(
         n_params,
         task,
@@ -796,8 +789,8 @@ def memory_calculator(
     bytes for "weights", "gradients", "optimizer", "activations" (layers + logits) and "total", and the
     GPU count "n_gpus" (perfect sharding assumed, as in :func:`gpu_estimate`).
     """
-    _check_choice("model", model, GPT3_SHAPES)
-    _check_choice("gpu", gpu, GPUS)
+    check_choice("model", model, GPT3_SHAPES)
+    check_choice("gpu", gpu, GPUS)
     g = GPT3_SHAPES[model]
     states = training_memory(
         g.n_params, precision=precision, optimizer=optimizer, activation_bytes_per_param=0
@@ -826,7 +819,7 @@ def memory_calculator(
 def format_bytes(n_bytes: float, unit: str = "GB", digits: int = 1) -> str:
     """``n_bytes`` in ``unit`` ("B", "KB", "MB", "GB", "TB", or "GiB"/"MiB"), thousands separated."""
     units = {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12, "MiB": 2**20, "GiB": 2**30}
-    _check_choice("unit", unit, units)
+    check_choice("unit", unit, units)
     return f"{n_bytes / units[unit]:,.{digits}f} {unit}"
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from utils.env import check_choice
+
 #: The model families, by how they are pre-trained (CLM, MLM, span corruption).
 FAMILIES = ("decoder", "encoder", "encoder-decoder")
 
@@ -63,7 +65,7 @@ class ModelConfig:
     eos_token_id: int = 1  # id of <|endoftext|> in utils.tokenizer (also BOS, as in GPT-2)
 
     def __post_init__(self):
-        _check_choice("family", self.family, FAMILIES)
+        check_choice("family", self.family, FAMILIES)
         for name in ("n_layers", "d_model", "n_heads", "d_ff", "max_seq_len", "vocab_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -92,17 +94,12 @@ class ModelConfig:
         return asdict(self)
 
 
-def _check_choice(argument: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{argument}={value!r} is not valid; choose one of {tuple(choices)}")
-
-
 def model_config(
     family: str, preset: str = "tiny", vocab_size: int = DEFAULT_VOCAB_SIZE, **overrides
 ) -> ModelConfig:
     """The :class:`ModelConfig` of ``preset`` for ``family``, with any field overridden by keyword."""
-    _check_choice("family", family, FAMILIES)
-    _check_choice("preset", preset, PRESETS)
+    check_choice("family", family, FAMILIES)
+    check_choice("preset", preset, PRESETS)
     valid = {f.name for f in fields(ModelConfig)} - {"family", "vocab_size"}
     unknown = sorted(set(overrides) - valid)
     if unknown:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from utils.env import check_choice
+
 #: format -> (torch dtype, exponent bits, fraction bits). Each has 1 sign bit.
 FLOAT_FORMATS: dict[str, tuple[torch.dtype, int, int]] = {
     "fp32": (torch.float32, 8, 23),
@@ -40,15 +42,6 @@ NF4_LEVELS = torch.tensor([
 
 #: The offset QLoRA uses for the outermost quantile (so that the end levels are finite).
 NF4_OFFSET = 0.9677083
-
-
-def _check_choice(name: str, value, choices) -> None:
-    try:
-        valid = value in choices
-    except TypeError:
-        valid = False
-    if not valid:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {tuple(choices)}")
 
 
 def _check_tensor(name: str, x) -> torch.Tensor:
@@ -99,7 +92,7 @@ def float_bits(x, fmt: str = "fp32") -> FloatBits:
     >>> float_bits(3.141592, "fp16").hex
     '0x4248'
     """
-    _check_choice("fmt", fmt, FLOAT_FORMATS)
+    check_choice("fmt", fmt, FLOAT_FORMATS)
     dtype, n_exp, n_frac = FLOAT_FORMATS[fmt]
     if isinstance(x, torch.Tensor):
         if x.numel() != 1:
