@@ -277,16 +277,15 @@ def test_bad_config_values_name_the_field(field, value, match):
 
 
 def test_precision_not_available_on_the_device():
-    with pytest.raises(ValueError, match=r"precision='fp16'.*'cpu'.*accepted"):
-        resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match=r"precision='fp16'.*'mps'.*accepted"):
+        resolve_precision("fp16", "mps")
     with pytest.raises(ValueError, match=r"precision='bf16'.*T4.*accepted"):
         resolve_precision("bf16", "cuda", bf16_ok=False)  # what a T4 reports
     assert resolve_precision("auto", "cuda", bf16_ok=False) == "fp16"
     assert resolve_precision("auto", "cuda", bf16_ok=True) == "bf16"
     assert resolve_precision("auto", "cpu") == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"
-    with pytest.raises(ValueError, match="precision='fp16'"):
-        train(_model("decoder"), [], TrainConfig(precision="fp16", device="cpu"), progress=False)
+    assert resolve_precision("fp16", "cpu") == "fp16"  # emulated: the T4 path, testable in CI (test_precision.py)
 
 
 def test_data_errors_are_clear(tokens):

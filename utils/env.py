@@ -22,6 +22,9 @@ FAST_ENV_VAR = "COURSE_FAST"
 REQUIRE_GPU_ENV_VAR = "COURSE_REQUIRE_GPU"
 #: Overrides the course cache folder (tokenizers, converted models).
 CACHE_ENV_VAR = "COURSE_CACHE"
+#: ``COURSE_NO_BF16=1`` treats every device as having no native bfloat16, as on a Colab T4: mixed precision
+#: then falls back to fp16 with a GradScaler, on the CPU too, so CI exercises the path a T4 takes.
+NO_BF16_ENV_VAR = "COURSE_NO_BF16"
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 _TRUE = {"1", "true", "yes", "on"}
@@ -31,14 +34,34 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in _TRUE
 
 
+_FALSE = {"", "0", "false", "no", "off"}
+
+
 def is_fast() -> bool:
-    """True when fast mode is on (``COURSE_FAST=1``): CI shrinks training steps with it."""
-    return _flag(FAST_ENV_VAR)
+    """True when fast mode is on (``COURSE_FAST=1``): CI shrinks training steps with it.
+
+    Any other value than a yes/no word (e.g. ``COURSE_FAST=2``) is an error, not silently full mode."""
+    value = os.environ.get(FAST_ENV_VAR, "").strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ValueError(
+            f"{FAST_ENV_VAR}={os.environ[FAST_ENV_VAR]!r} is not valid; accepted: "
+            f"{sorted(_TRUE)} for fast mode, {sorted(_FALSE - {''})} or unset for full mode"
+        )
+    return value in _TRUE
 
 
-def fast_or_full(full, fast):
-    """Return ``fast`` in fast mode, ``full`` otherwise (e.g. ``steps = fast_or_full(300, 20)``)."""
-    return fast if is_fast() else full
+def fast_or_full(full, fast, *, gpu=None):
+    """Return ``fast`` in fast mode, else ``gpu`` on a CUDA GPU when given, else ``full``.
+
+    The one place a notebook sizes its work: ``steps = fast_or_full(500, 30, gpu=2000)`` trains 30 steps in
+    CI, 500 on a laptop and 2,000 where a CUDA GPU makes that as quick (fast mode wins even on a GPU, so
+    ``make test-gpu`` stays short).
+    """
+    if is_fast():
+        return fast
+    if gpu is not None and get_device().type == "cuda":
+        return gpu
+    return full
 
 
 def gpu_required() -> bool:
@@ -52,9 +75,20 @@ def cache_dir(*parts: str) -> Path:
     ``$COURSE_CACHE`` if set, else ``~/.cache/llm-pretraining-course``. Never inside the repository,
     so a test run leaves the working tree unmodified.
     """
-    root = os.environ.get(CACHE_ENV_VAR) or os.path.join(
+    root = os.environ.get(CACHE_ENV_VAR, "").strip() or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "llm-pretraining-course"
     )
+    root = Path(root).expanduser()  # "~/c" means the home folder's c, not a folder named "~" here
+    if not root.is_absolute():
+        raise ValueError(
+            f"{CACHE_ENV_VAR}={os.environ.get(CACHE_ENV_VAR)!r} is not valid; accepted: an absolute path "
+            "or one starting with ~ (a relative one would put the cache wherever the notebook runs)"
+        )
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{CACHE_ENV_VAR}={str(root)!r} is not valid: it is a file; accepted: a folder")
+    for part in parts:
+        if not isinstance(part, str) or not part or part in (".", "..") or os.sep in part:
+            raise ValueError(f"parts={parts!r} is not valid; accepted: plain folder names")
     path = Path(root, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -125,14 +159,22 @@ def get_device(prefer: str = "auto"):
     return torch.device(prefer)
 
 
+def no_bf16_forced() -> bool:
+    """True under ``COURSE_NO_BF16=1``: behave as on a GPU without bfloat16 (a T4), for testing that path."""
+    return _flag(NO_BF16_ENV_VAR)
+
+
 def bf16_supported(device=None) -> bool:
     """Whether bfloat16 matmuls run natively on ``device`` (CUDA: compute capability >= 8.0, i.e. not a T4).
 
     On CPU bf16 works (emulated, slowly); we report True because results are correct there.
+    ``COURSE_NO_BF16=1`` makes it False everywhere (the T4 path, testable on any machine).
     """
     import torch
 
     device = torch.device(device) if device is not None else get_device()
+    if no_bf16_forced():
+        return False
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "mps":
@@ -259,16 +301,25 @@ def advice(report: EnvReport) -> list[str]:
 
 
 def environment_line(report: EnvReport | None = None) -> str:
-    """One line for the top of a notebook: device, key versions, fast mode."""
+    """One line for the top of a notebook: device, key versions, fast mode.
+
+    Under ``make test-gpu`` (``COURSE_REQUIRE_GPU=1``) it raises when the kernel sees no CUDA GPU, so a
+    notebook run there cannot pass on the CPU by accident.
+    """
     import torch
 
     r = report or probe(check_hub=False)
+    if gpu_required() and r.device != "cuda":
+        raise RuntimeError(
+            f"{REQUIRE_GPU_ENV_VAR}=1 (make test-gpu) but this kernel runs on '{r.device}': no CUDA GPU is "
+            "visible to torch"
+        )
     dev = r.device if r.device == "cpu" else f"{r.device} ({r.device_name})"
     mem = f", {r.gpu_memory_bytes / 2**30:.0f} GiB" if r.gpu_memory_bytes else ""
     return (
         f"device: {dev}{mem} | bf16: {'yes' if r.bf16 else 'no'} | torch {torch.__version__} | "
         f"transformers {r.versions.get('transformers')} | threads {torch.get_num_threads()} | "
-        f"mode: {'fast' if r.fast else 'full'}"
+        f"mode: {'fast' if r.fast else 'full'}" + (" | COURSE_NO_BF16: fp16 path forced" if no_bf16_forced() else "")
     )
 
 

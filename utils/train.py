@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.env import bf16_supported, get_device, progress_bar
+from utils.env import bf16_supported, get_device, no_bf16_forced, progress_bar
 from utils.objectives import OBJECTIVES, make_batch
 
 #: Accepted values of ``TrainConfig.precision``.
@@ -90,22 +90,24 @@ def resolve_precision(precision: str, device, bf16_ok: bool | None = None) -> st
     """The precision a run on ``device`` uses: "fp32", "bf16" or "fp16" ("auto" resolved).
 
     "auto": bf16 autocast on a GPU with native bf16, fp16 + GradScaler on a CUDA GPU without it (T4, V100),
-    fp32 on CPU / MPS (bf16 on CPU is emulated and slower; ask for it explicitly). Raises ValueError for a
-    precision the device cannot run: fp16 off CUDA, bf16 on a GPU without it. ``bf16_ok`` overrides the
-    probe (for tests).
+    fp32 on CPU / MPS (bf16 on CPU is emulated and slower; ask for it explicitly). Under ``COURSE_NO_BF16=1``
+    "auto" takes the T4 path on every device, fp16 + GradScaler on the CPU too, so that path is tested
+    without a T4 (CPU fp16 is emulated: correct, not fast). Raises ValueError for a precision the device
+    cannot run: fp16 on MPS, bf16 without native support. ``bf16_ok`` overrides the probe (for tests).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not valid; accepted: {PRECISIONS}")
     device = torch.device(device)
-    bf16_ok = bf16_supported(device) if bf16_ok is None else bf16_ok
+    if precision in ("auto", "bf16") and bf16_ok is None:
+        bf16_ok = bf16_supported(device)
     if precision == "auto":
-        if device.type == "cuda":
+        if device.type == "cuda" or no_bf16_forced():
             return "bf16" if bf16_ok else "fp16"
         return "fp32"
-    if precision == "fp16" and device.type != "cuda":
+    if precision == "fp16" and device.type not in ("cuda", "cpu"):
         raise ValueError(
-            f"precision='fp16' is not available on device '{device.type}' (fp16 training needs a CUDA GPU "
-            "and its GradScaler); accepted here: ('fp32', 'bf16', 'auto')"
+            f"precision='fp16' is not available on device '{device.type}' (fp16 training needs autocast and a "
+            "GradScaler for the device: CUDA, or the CPU for testing); accepted here: ('fp32', 'bf16', 'auto')"
         )
     if precision == "bf16" and not bf16_ok:
         raise ValueError(
@@ -113,6 +115,14 @@ def resolve_precision(precision: str, device, bf16_ok: bool | None = None) -> st
             "accepted here: ('fp32', 'fp16', 'auto')"
         )
     return precision
+
+
+def grad_scaler(precision: str, device):
+    """A GradScaler for fp16 (None otherwise): fp16's 5-bit exponent flushes small gradients to zero, so
+    the loss is multiplied by a large factor before backward and the gradients divided by it before the
+    step; the scale halves whenever a step overflows (that step is skipped) and grows again after 2,000
+    clean steps."""
+    return torch.amp.GradScaler(torch.device(device).type) if precision == "fp16" else None
 
 
 def autocast(precision: str, device) -> contextlib.AbstractContextManager:
@@ -370,7 +380,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
     )
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    scaler = grad_scaler(precision, device)
     forward = torch.compile(model) if cfg.compile else model
     params = [p for group in optimizer.param_groups for p in group["params"]]
 
@@ -440,7 +450,9 @@ def train(
             else:
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            with warnings.catch_warnings():  # after a step the GradScaler skipped (fp16 overflow) torch warns
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)`")
+                scheduler.step()
             tokens_seen += batch["input_ids"].numel()
             interval_steps += 1
 
