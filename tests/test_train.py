@@ -217,7 +217,7 @@ def test_checkpoint_is_safetensors_and_json_and_replaced_atomically(tmp_path):
     h = History(step=[1], loss=[2.5])
     save_checkpoint(path, model, opt, step=1, history=h, data_state={"position": 1, "seed": 0})
     save_checkpoint(path, model, opt, step=2, history=h, data_state={"position": 2, "seed": 0})  # replaces
-    assert sorted(p.name for p in path.iterdir()) == ["model.safetensors", "state.json", "state.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "model.safetensors", "state.json", "state.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temporary or backup folder left
     state = json.loads((path / "state.json").read_text())
     assert state["step"] == 2 and state["history"]["loss"] == [2.5]

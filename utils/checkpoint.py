@@ -8,10 +8,15 @@ A checkpoint is a folder:
 * ``state.json`` -- everything else (step, history, config, scheduler, optimizer hyper-parameters, data
   position), with ``{"__tensor__": key}`` where a tensor of ``state.safetensors`` belongs.
 
+* ``manifest.json`` -- the size and SHA-256 of the three files (:mod:`utils.io`), verified on load: a
+  damaged checkpoint raises a ``ValueError`` naming the file instead of loading garbage.
+
 Neither format can run code when loaded (unlike ``torch.load`` of a pickle with ``weights_only=False``).
 The folder is first written under a temporary name beside ``path`` and then renamed into place, so a run
-killed while saving leaves the previous checkpoint intact (a crash in the instant between the two renames
-leaves it under ``<name>.old``).
+killed while saving leaves the previous checkpoint intact. A kill in the instant between the two renames
+leaves it under ``<name>.old``: loading falls back to it (with a warning) and the next save moves it back.
+Only a course checkpoint (a folder with a checkpoint manifest) is ever replaced; anything else at ``path``
+is refused with a ``ValueError``. Weights with a NaN or an infinity are never saved.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import os
 import random
 import shutil
-import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +33,20 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
-FORMAT_VERSION = 1
+from utils.io import (
+    fsync_path,
+    is_course_folder,
+    make_temp_dir,
+    remove_stale_temp_dirs,
+    verify_folder,
+    write_manifest,
+)
+
+#: 2: adds manifest.json (sizes and hashes). Version-1 folders (no manifest) cannot be verified: retrain.
+FORMAT_VERSION = 2
+#: The manifest kind of a checkpoint folder, and the files it must list.
+KIND = "checkpoint"
+FILES = ("model.safetensors", "state.safetensors", "state.json")
 
 
 # ------------------------------------------------------------------------- nested state <-> JSON + tensors
@@ -95,6 +113,71 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
+# ------------------------------------------------------------------------------------- the folder
+
+
+def old_path(path) -> Path:
+    """Where a save keeps the previous checkpoint during the instant between its two renames."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.old")
+
+
+def check_checkpoint_dir(path, name: str = "path") -> Path:
+    """Refuse a checkpoint path whose contents a save would destroy; make sure its folder is writable.
+
+    Accepted: a path that does not exist yet, an empty folder, or a course checkpoint (which a save
+    replaces). Anything else -- a file, a folder with other contents -- raises a ``ValueError`` naming
+    ``name``: the course never deletes what it did not write."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise ValueError(f"{name}={path!r} is not valid; accepted: a folder path (str or pathlib.Path)")
+    path = Path(path).expanduser()
+    for candidate in (path, old_path(path)):
+        if candidate.is_symlink() or (candidate.exists() and not candidate.is_dir()):
+            raise ValueError(
+                f"{name}={str(path)!r} is not valid: {str(candidate)!r} is a file, not a checkpoint folder; "
+                "refusing to replace it. Accepted: a new or empty folder, or an earlier checkpoint"
+            )
+        if candidate.is_dir() and any(candidate.iterdir()) and not is_course_folder(candidate, KIND):
+            raise ValueError(
+                f"{name}={str(path)!r} is not valid: {str(candidate)!r} holds files that are not a course "
+                "checkpoint (no checkpoint manifest.json); refusing to replace them. Accepted: a new or empty "
+                "folder, or an earlier checkpoint"
+            )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = make_temp_dir(path)
+        probe.rmdir()
+    except OSError as exc:
+        raise ValueError(f"{name}={str(path)!r} is not valid: its folder is not writable ({exc})") from None
+    return path
+
+
+def _recover(path: Path) -> None:
+    """Move ``<name>.old`` back to ``<name>`` when a save was killed between its two renames."""
+    old = old_path(path)
+    if not path.exists() and is_course_folder(old, KIND):
+        os.replace(old, path)
+        warnings.warn(f"recovered the checkpoint {str(path)!r} from {str(old)!r} (a save was interrupted)", stacklevel=3)
+
+
+def _remove_checkpoint(folder: Path) -> None:
+    if folder.is_dir() and not any(folder.iterdir()):  # the empty folder a learner made for the run
+        folder.rmdir()
+    elif folder.exists():
+        if not is_course_folder(folder, KIND):  # checked at the start too; a folder could change meanwhile
+            raise ValueError(f"{str(folder)!r} is not a course checkpoint; refusing to delete it")
+        shutil.rmtree(folder)
+
+
+def _check_finite(tensors: dict[str, torch.Tensor], what: str, path: Path) -> None:
+    for key, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(
+                f"{what} {key!r} holds NaN or infinite values: refusing to save them over {str(path)!r} "
+                "(the training diverged; the last good checkpoint is kept)"
+            )
+
+
 # ------------------------------------------------------------------------------------------ save/load
 
 
@@ -112,14 +195,16 @@ def save_checkpoint(
     extra: dict | None = None,
     rng: bool = True,
 ) -> Path:
-    """Write a checkpoint folder at ``path`` (replacing one that is there) and return its path.
+    """Write a checkpoint folder at ``path`` (replacing a checkpoint that is there) and return its path.
 
     ``history``: a :class:`utils.train.History` (or anything with ``to_dict``) or a plain dict;
     ``data_state``: the batch iterator's ``state_dict()`` (its position); ``extra``: any other plain
-    state (tensors allowed); ``rng``: also save the RNG states (see :func:`rng_state`).
+    state (tensors allowed); ``rng``: also save the RNG states (see :func:`rng_state`). Raises ValueError
+    when ``path`` holds something that is not a checkpoint, or the model or optimizer holds NaN/inf.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_checkpoint_dir(path, "path")
+    model_state = {k: v for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    _check_finite(model_state, "model weight", path)
     tensors: dict[str, torch.Tensor] = {}
     state = {
         "format_version": FORMAT_VERSION,
@@ -133,20 +218,23 @@ def save_checkpoint(
         "rng": _encode(rng_state(), tensors, "rng") if rng else None,
         "extra": _encode(extra, tensors, "extra"),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    _check_finite({k: v for k, v in tensors.items() if k.startswith("optimizer.")}, "optimizer state", path)
+    _recover(path)
+    remove_stale_temp_dirs(path)
+    tmp = make_temp_dir(path)
+    old = old_path(path)
     try:
         save_model(model, str(tmp / "model.safetensors"))
         save_file(tensors, str(tmp / "state.safetensors"))
         with open(tmp / "state.json", "w") as f:
             json.dump(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        old = path.with_name(f"{path.name}.old")
+        write_manifest(tmp, KIND, FORMAT_VERSION)  # also flushes every file to disk
         if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_checkpoint(old)  # a stale one, from a save killed after its second rename
             os.replace(path, old)  # a folder cannot be renamed onto a non-empty one: move the old aside
         os.replace(tmp, path)  # atomic: a reader sees the old folder or the new one, never half of one
-        shutil.rmtree(old, ignore_errors=True)
+        fsync_path(path.parent)
+        _remove_checkpoint(old)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # only left if something above failed
     return path
@@ -172,9 +260,18 @@ def load_checkpoint(
     overwrite the restored learning rate). ``device``: where the model's weights go (default: where the
     model's parameters are).
     """
-    path = Path(path)
-    if not (path / "state.json").is_file():
-        raise FileNotFoundError(f"no checkpoint at {str(path)!r} (state.json missing)")
+    path = Path(path).expanduser()
+    old = old_path(path)
+    if not path.exists() and is_course_folder(old, KIND):
+        warnings.warn(
+            f"{str(path)!r} is missing but {str(old)!r} holds the checkpoint a save was replacing when it was "
+            "interrupted: loading that one",
+            stacklevel=2,
+        )
+        path = old
+    if not path.is_dir():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r} (no such folder)")
+    verify_folder(path, KIND, required=FILES)  # IntegrityError (a ValueError) naming a damaged file
     with open(path / "state.json") as f:
         state = json.load(f)
     if state.get("format_version") != FORMAT_VERSION:
@@ -184,7 +281,12 @@ def load_checkpoint(
     tensors = load_file(str(path / "state.safetensors"))
     if model is not None:
         target = device if device is not None else next(model.parameters()).device
-        load_model(model, str(path / "model.safetensors"), strict=True, device=str(target))
+        try:
+            load_model(model, str(path / "model.safetensors"), strict=True, device=str(target))
+        except RuntimeError as exc:  # missing / unexpected / differently shaped weights
+            raise ValueError(
+                f"model does not match the checkpoint {str(path / 'model.safetensors')!r}: {exc}"
+            ) from None
     if optimizer is not None:
         optimizer.load_state_dict(_decode(state["optimizer"], tensors))
     if scheduler is not None:

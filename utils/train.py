@@ -24,12 +24,15 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.env import bf16_supported, get_device, no_bf16_forced, progress_bar
+from utils.checkpoint import check_checkpoint_dir, load_checkpoint, save_checkpoint
+from utils.env import DEVICE_CHOICES, bf16_supported, get_device, no_bf16_forced, progress_bar
 from utils.objectives import OBJECTIVES, make_batch
+from utils.validate import check_bool, check_choice, check_fraction, check_int, check_number
 
 #: Accepted values of ``TrainConfig.precision``.
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+#: Accepted values of ``TrainConfig.on_nonfinite``.
+NONFINITE_CHOICES = ("stop", "skip")
 
 
 @dataclass
@@ -54,32 +57,34 @@ class TrainConfig:
     log_every: int = 10  # record loss / lr / tokens/s every this many steps (the loss averaged over them)
     device: str = "auto"  # "auto" | "cuda" | "mps" | "cpu" (utils.env.get_device)
     compile: bool = False  # run the forward pass through torch.compile
+    on_nonfinite: str = "stop"  # a NaN/inf loss or gradient norm: "stop" (raise) or "skip" that update
 
-    def validate(self) -> TrainConfig:
-        """Raise ValueError naming the field, the value and what is accepted; return self."""
+    def __post_init__(self):
+        """Raise ValueError naming the field, the value and what is accepted; store plain Python numbers."""
         for name in ("steps", "batch_size", "micro_batches", "log_every", "eval_batches"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name}={value!r} is not valid; accepted: an int >= 1")
+            setattr(self, name, check_int(name, getattr(self, name), minimum=1))
         for name in ("warmup_steps", "eval_every", "seed"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"{name}={value!r} is not valid; accepted: an int >= 0")
+            setattr(self, name, check_int(name, getattr(self, name), minimum=0))
         if self.batch_size % self.micro_batches:
             raise ValueError(
                 f"micro_batches={self.micro_batches} does not divide batch_size={self.batch_size}; "
                 f"accepted: a divisor of {self.batch_size}"
             )
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr!r} is not valid; accepted: a number > 0")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay={self.weight_decay!r} is not valid; accepted: a number >= 0")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"min_lr_ratio={self.min_lr_ratio!r} is not valid; accepted: a number in [0, 1]")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip={self.grad_clip!r} is not valid; accepted: a number > 0 or None")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r} is not valid; accepted: {PRECISIONS}")
+        self.lr = check_number("lr", self.lr, minimum=0, min_open=True)
+        self.weight_decay = check_number("weight_decay", self.weight_decay, minimum=0)
+        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
+            raise ValueError(f"betas={self.betas!r} is not valid; accepted: two numbers in [0, 1), e.g. (0.9, 0.95)")
+        self.betas = tuple(check_number("betas", b, minimum=0, maximum=1, max_open=True) for b in self.betas)
+        self.min_lr_ratio = check_fraction("min_lr_ratio", self.min_lr_ratio)
+        self.grad_clip = check_number("grad_clip", self.grad_clip, minimum=0, min_open=True, allow_none=True)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("device", self.device, DEVICE_CHOICES)
+        self.compile = check_bool("compile", self.compile)
+        check_choice("on_nonfinite", self.on_nonfinite, NONFINITE_CHOICES)
+
+    def validate(self) -> TrainConfig:
+        """Check the fields again (after in-place changes) and return self."""
+        self.__post_init__()
         return self
 
     def to_dict(self) -> dict:
@@ -182,14 +187,21 @@ class TokenBatches:
         seed: int = 0,
         **ids,
     ):
-        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1 or tokens.is_floating_point():
-            got = getattr(tokens, "shape", type(tokens).__name__)
+        if (
+            not isinstance(tokens, torch.Tensor)
+            or tokens.dim() != 1
+            or tokens.is_floating_point()
+            or tokens.is_complex()
+            or tokens.dtype == torch.bool
+        ):
+            got = f"shape {tuple(tokens.shape)}, {tokens.dtype}" if isinstance(tokens, torch.Tensor) else type(tokens).__name__
             raise ValueError(f"tokens must be a 1-D integer tensor of token ids; got {got}")
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective={objective!r} is not valid; accepted: {OBJECTIVES}")
-        for name, value, low in (("batch_size", batch_size, 1), ("seq_len", seq_len, 2), ("seed", seed, 0)):
-            if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name}={value!r} is not valid; accepted: an int >= {low}")
+        if tokens.numel() and int(tokens.min()) < 0:
+            raise ValueError(f"tokens holds a negative id ({int(tokens.min())}); accepted: token ids >= 0")
+        check_choice("objective", objective, OBJECTIVES)
+        batch_size = check_int("batch_size", batch_size, minimum=1)
+        seq_len = check_int("seq_len", seq_len, minimum=2)
+        seed = check_int("seed", seed, minimum=0)
         if batch_size * seq_len > len(tokens):
             raise ValueError(
                 f"batch_size * seq_len = {batch_size} * {seq_len} = {batch_size * seq_len} tokens is larger "
@@ -231,8 +243,9 @@ class TokenBatches:
 
 def split_tokens(tokens: torch.Tensor, eval_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
     """(train, held-out): the last ``eval_fraction`` of a 1-D token tensor is held out."""
-    if not 0 < eval_fraction < 1:
-        raise ValueError(f"eval_fraction={eval_fraction!r} is not valid; accepted: a number in (0, 1)")
+    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1:
+        raise ValueError(f"tokens must be a 1-D tensor of token ids; got {getattr(tokens, 'shape', type(tokens).__name__)}")
+    eval_fraction = check_fraction("eval_fraction", eval_fraction, low_open=True, high_open=True)
     cut = int(len(tokens) * (1 - eval_fraction))
     return tokens[:cut], tokens[cut:]
 
@@ -255,6 +268,7 @@ class History:
     eval_step: list[int] = field(default_factory=list)  # steps at which the held-out loss was measured
     eval_loss: list[float] = field(default_factory=list)  # mean held-out loss
     eval_tokens_seen: list[int] = field(default_factory=list)  # tokens seen at those evaluations
+    skipped_steps: list[int] = field(default_factory=list)  # steps whose update was skipped (NaN/inf loss)
 
     @property
     def eval_perplexity(self) -> list[float]:
@@ -347,6 +361,94 @@ def forward_backward(
     return total
 
 
+class NonFiniteLossError(FloatingPointError):
+    """The loss or the gradient norm became NaN or infinite: the run diverged (``on_nonfinite="stop"``)."""
+
+
+def _nonfinite(loss: torch.Tensor, grads) -> str | None:
+    """What is not finite this step ("loss", "gradient norm"), or None; one device sync.
+
+    ``grads``: the clipped gradient norm, the parameters (norm computed here), or None (not checked)."""
+    if isinstance(grads, list):
+        norms = [torch.linalg.vector_norm(p.grad.detach().float()) for p in grads if p.grad is not None]
+        grads = torch.linalg.vector_norm(torch.stack(norms)) if norms else None
+    values = [loss.detach().float().reshape(())] + ([grads.detach().float().reshape(()).to(loss.device)] if grads is not None else [])
+    finite = torch.isfinite(torch.stack(values)).tolist()
+    if not finite[0]:
+        return f"the loss is {loss.item()}"
+    if len(finite) > 1 and not finite[1]:
+        return f"the gradient norm is {grads.item()}"
+    return None
+
+
+def _skip_or_stop(problem: str, step: int, lr: float, cfg: TrainConfig, scaler, history: History) -> None:
+    """Raise :class:`NonFiniteLossError` (``on_nonfinite="stop"``), or record a skipped step."""
+    if cfg.on_nonfinite == "stop":
+        raise NonFiniteLossError(
+            f"step {step}: {problem} (learning rate {lr:.3g}): the training diverged and stopped before "
+            f"updating the weights (checkpoints already written are kept). Lower the learning rate (cfg.lr={cfg.lr:g}), "
+            "keep grad_clip on, or pass TrainConfig(on_nonfinite='skip') to skip such steps instead."
+        )
+    history.skipped_steps.append(step)
+    if scaler is not None:  # what the scaler does after an overflow: lower the scale, no step
+        scaler.update(scaler.get_scale() * scaler.get_backoff_factor())
+
+
+def _model_limits(model) -> tuple[int | None, int | None]:
+    """(vocabulary size, longest sequence) of a transformers model; None where it has no such limit."""
+    config = getattr(model, "config", None)
+    vocab = getattr(config, "vocab_size", None)
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if embeddings is not None and hasattr(embeddings, "num_embeddings"):
+        vocab = embeddings.num_embeddings
+    positions = getattr(config, "max_position_embeddings", None)  # None for T5 (relative positions)
+    return vocab, positions
+
+
+def _check_ids_fit(name: str, ids: torch.Tensor, vocab: int | None, where: str) -> None:
+    if vocab is None or ids.numel() == 0:
+        return
+    real = ids[ids != -100]  # IGNORE_INDEX in labels
+    if real.numel() and (int(real.max()) >= vocab or int(real.min()) < 0):
+        bad = int(real.max()) if int(real.max()) >= vocab else int(real.min())
+        raise ValueError(
+            f"data: {where} has {name} id {bad}, but the model's vocabulary has ids 0..{vocab - 1}; accepted: "
+            f"ids below {vocab} (tokenize with the model's tokenizer, or build the model with vocab_size > {bad})"
+        )
+
+
+def _check_token_batches(data: TokenBatches, vocab: int | None, positions: int | None) -> None:
+    _check_ids_fit("token", data.tokens, vocab, "tokens")
+    if positions is not None and data.seq_len > positions:
+        raise ValueError(
+            f"data: seq_len={data.seq_len} is longer than the model's {positions} positions; accepted: "
+            f"seq_len <= {positions}"
+        )
+
+
+def _check_batch(batch, step: int, vocab: int | None, positions: int | None) -> None:
+    """Clear errors, before the step, for what would fail deep inside the model."""
+    where = f"batch {step}"
+    if not isinstance(batch, dict) or not isinstance(batch.get("input_ids"), torch.Tensor):
+        got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(f"data: {where} is {got}; accepted: a dict with 'input_ids' and 'labels' tensors")
+    if "labels" not in batch:
+        raise ValueError(
+            f"data: {where} has no 'labels' (keys {sorted(batch)}): the model computes no loss without them; "
+            "accepted: batches from utils.objectives (make_batch) or TokenBatches"
+        )
+    ids = batch["input_ids"]
+    if ids.dim() != 2 or ids.is_floating_point() or ids.dtype == torch.bool:
+        raise ValueError(f"data: {where} input_ids has shape {tuple(ids.shape)}, {ids.dtype}; accepted: (B, T) integers")
+    if positions is not None and ids.shape[1] > positions:
+        raise ValueError(
+            f"data: {where} has sequences of {ids.shape[1]} tokens, longer than the model's {positions} "
+            f"positions; accepted: at most {positions} (a shorter seq_len)"
+        )
+    _check_ids_fit("token", ids, vocab, where)
+    _check_ids_fit("label", batch["labels"], vocab, where)
+
+
 def train(
     model: torch.nn.Module,
     data: Iterable[dict],
@@ -370,8 +472,18 @@ def train(
     ``callback(step, history)`` runs after every step; returning True stops training there.
     """
     cfg = (cfg or TrainConfig()).validate()
-    if checkpoint_every < 0 or (checkpoint_every and checkpoint_dir is None):
-        raise ValueError(f"checkpoint_every={checkpoint_every!r} needs a checkpoint_dir and must be >= 0")
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError(f"cfg must be a TrainConfig or None, got {type(cfg).__name__}")
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=0)
+    if checkpoint_every and checkpoint_dir is None:
+        raise ValueError(f"checkpoint_every={checkpoint_every!r} needs a checkpoint_dir; accepted: 0 without one")
+    if checkpoint_dir is not None:  # refuse a folder of other files now, not after an hour of training
+        checkpoint_dir = check_checkpoint_dir(checkpoint_dir, "checkpoint_dir")
+    limits = _model_limits(model)
+    if isinstance(data, TokenBatches):
+        _check_token_batches(data, *limits)
     device = get_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     model.to(device)
@@ -433,18 +545,24 @@ def train(
                 raise ValueError(
                     f"data ran out after {step - 1} batches; cfg.steps={cfg.steps} needs more"
                 ) from None
+            _check_batch(batch, step, *limits)
             if batch["input_ids"].shape[0] != cfg.batch_size:
                 raise ValueError(
                     f"data gave a batch of {batch['input_ids'].shape[0]} sequences but "
                     f"batch_size={cfg.batch_size}; make them agree"
                 )
             lr = optimizer.param_groups[0]["lr"]
-            interval_loss += forward_backward(forward, batch, cfg.micro_batches, device, precision, scaler)
+            loss = forward_backward(forward, batch, cfg.micro_batches, device, precision, scaler)
             if scaler:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             if cfg.grad_clip:
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            if scaler:
+            # with a GradScaler an inf gradient is routine (it skips that step and lowers its scale): there
+            # only the loss counts; without one a NaN/inf loss or gradient norm means the run diverged
+            problem = _nonfinite(loss, None if scaler else grad_norm if cfg.grad_clip else params)
+            if problem:
+                _skip_or_stop(problem, step, lr, cfg, scaler, history)
+            elif scaler:
                 scaler.step(optimizer)
                 scaler.update()
             else:
@@ -454,10 +572,13 @@ def train(
                 warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)`")
                 scheduler.step()
             tokens_seen += batch["input_ids"].numel()
-            interval_steps += 1
+            if not problem:  # a skipped step adds no loss: the logged mean stays finite
+                interval_loss += loss
+                interval_steps += 1
 
             if step % cfg.log_every == 0 or step == cfg.steps:
-                mean_loss = interval_loss.item() / interval_steps  # .item() syncs: only at log steps
+                # .item() syncs: only at log steps (nan when every step since the last record was skipped)
+                mean_loss = interval_loss.item() / interval_steps if interval_steps else float("nan")
                 now = time.perf_counter()
                 history.step.append(step)
                 history.loss.append(mean_loss)
