@@ -247,3 +247,20 @@ def test_two_node_torchrun_trains_and_resumes_at_another_world_size(tmp_path):
 
 def test_strategies_cover_the_issue():
     assert set(STRATEGIES) == {"single", *RUNS}
+
+
+@pytest.mark.slow
+def test_accelerate_launch_runs_the_same_script(tmp_path):
+    cfg = ROOT / "scripts" / "accelerate_fsdp.yaml"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(cfg), "--num_processes", "2",
+           str(ROOT / "scripts" / "train_distributed.py"), "--steps", "3", "--checkpoint", str(tmp_path / "ck")]
+    out = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    kind = "FSDP" if torch.cuda.device_count() >= 2 else "MULTI_CPU"  # accelerate's FSDP path needs GPUs
+    assert f"DistributedType.{kind}" in out.stdout, out.stdout
+    losses = [float(line.split()[-1]) for line in out.stdout.splitlines() if line.startswith("step ")]
+    ref = run(DistConfig("single", 1, steps=3))[0].losses
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(ref), **LOSS_TOL)
+    assert sorted(p.name for p in (tmp_path / "ck" / "step-000003").iterdir()) == [
+        ".metadata", "__0_0.distcp", "__1_0.distcp", "meta.json"]  # one shard file per rank
