@@ -18,13 +18,14 @@ LAB_PORT ?= 8888
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 PYTEST_ENV := COURSE_FAST=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: help venv lab test test-gpu run badges lock lint clean
+.PHONY: help venv lab test test-gpu run run-gpu badges lock lint clean
 
 help:
 	@echo "make lab       create .venv if needed and open JupyterLab on the course"
 	@echo "make test      create .venv if needed; ruff, pytest on tests/, nbval on every notebook (fast mode)"
 	@echo "make run       execute every notebook headless (full version) into build/, with a report table"
 	@echo "make test-gpu  the suite with GPU checks enforced, in an existing environment (PYTHON=python3)"
+	@echo "make run-gpu   every notebook in full mode on the GPU, with a table of which cells used it (PYTHON=python3)"
 	@echo "make badges    re-stamp every notebook's Colab badge and set-up cell from pyproject's URL"
 	@echo "make lock      re-resolve requirements.in into requirements.lock and environment.yml"
 
@@ -60,6 +61,13 @@ test-gpu:
 
 run: venv
 	$(VPY) scripts/run_notebooks.py
+
+# The full course on a GPU machine, in an existing environment: the table (seconds, device, cells that
+# allocated GPU memory, peak) goes to RUN_REPORT; NOTEBOOKS= runs a subset.
+RUN_REPORT ?= build/course-gpu.md
+NOTEBOOKS ?=
+run-gpu:
+	COURSE_REQUIRE_GPU=1 $(PYTHON) scripts/run_notebooks.py --no-html --report $(RUN_REPORT) $(NOTEBOOKS)
 
 badges: venv
 	$(VPY) scripts/notebook_tools.py stamp

@@ -59,6 +59,40 @@ def _compiled(model):
     return torch.compile(model)
 
 
+class StepProfiler:
+    """``torch.profiler`` over a few timed steps of one loop; writes the op tables to ``folder/<name>.txt``.
+
+    ``step()`` is called once per optimizer step; recording covers steps ``start`` .. ``start + count - 1``.
+    Off (every call a no-op) when ``folder`` is None.
+    """
+
+    def __init__(self, folder: Path | None, name: str, start: int, count: int = 5):
+        self.folder, self.name, self.start, self.count, self.i, self.prof = folder, name, start, count, 0, None
+
+    def step(self) -> None:
+        if self.folder is None:
+            return
+        self.i += 1
+        if self.i == self.start:
+            acts = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                acts.append(torch.profiler.ProfilerActivity.CUDA)
+            self.prof = torch.profiler.profile(activities=acts)
+            self.prof.__enter__()
+        elif self.prof is not None and self.i == self.start + self.count:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.prof.__exit__(None, None, None)
+            ka = self.prof.key_averages()
+            self.folder.mkdir(parents=True, exist_ok=True)
+            text = [f"{self.name}: {self.count} steps\n", "== by self CPU time ==",
+                    ka.table(sort_by="self_cpu_time_total", row_limit=30)]
+            if torch.cuda.is_available():
+                text += ["== by self device time ==", ka.table(sort_by="self_device_time_total", row_limit=30)]
+            (self.folder / f"{self.name}.txt").write_text("\n".join(text))
+            self.prof = None
+
+
 def make_batches(vocab_size: int, batch: int, seq_len: int, n: int, seed: int = 0) -> list[dict]:
     """``n`` CLM batches of random tokens (content does not matter for throughput), built before timing."""
     g = torch.Generator().manual_seed(seed)
@@ -79,7 +113,7 @@ def model_and_batches(args):
     return model, make_batches(args.vocab, args.batch, args.seq_len, args.warmup + args.steps)
 
 
-def plain_loop(model, batches, cfg: TrainConfig, device, precision: str, warmup: int) -> float:
+def plain_loop(model, batches, cfg: TrainConfig, device, precision: str, warmup: int, profiler=None) -> float:
     """The baseline: forward, backward, AdamW step, zero_grad; nothing else. Returns timed tokens/s.
 
     No schedule, clipping, loss bookkeeping, logging or progress bar: what ``train()`` adds is the difference.
@@ -99,16 +133,20 @@ def plain_loop(model, batches, cfg: TrainConfig, device, precision: str, warmup:
         opt.step()
         opt.zero_grad(set_to_none=True)
         tokens += batch["input_ids"].numel()
+        if profiler is not None:
+            profiler.step()
     _sync(device)
     return tokens / (time.perf_counter() - t0)
 
 
-def course_loop(model, batches, cfg: TrainConfig, warmup: int, progress: bool) -> float:
+def course_loop(model, batches, cfg: TrainConfig, warmup: int, progress: bool, profiler=None) -> float:
     """``utils.train.train`` on the same batches; the timer starts after ``warmup`` steps."""
     device = get_device(cfg.device)
     marks = {}
 
     def timer(step, history):
+        if profiler is not None:
+            profiler.step()
         if step == warmup:
             _sync(device)
             marks["t0"] = time.perf_counter()
@@ -138,7 +176,14 @@ def compare(args) -> dict:
             precision=precision,
             device=device.type,
             compile=compiled,
+            grad_clip=args.grad_clip,
         )
+        if args.profile:
+            tag = "compiled" if compiled else "eager"
+            plain_loop(copy.deepcopy(base), batches, cfg, device, precision, args.warmup,
+                       StepProfiler(args.profile, f"plain-{tag}", args.warmup + 1))
+            course_loop(copy.deepcopy(base), batches, cfg, args.warmup, False,
+                        StepProfiler(args.profile, f"train-{tag}", args.warmup + 1))
         best = {"plain": 0.0, "train()": 0.0}
         for _ in range(args.repeats):  # alternate the two loops; keep each one's best (least disturbed) run
             best["plain"] = max(
@@ -157,7 +202,7 @@ def compare(args) -> dict:
             }
         )
     print(
-        f"\n{args.preset} decoder, batch {args.batch} x {args.seq_len}, {precision}, {device} "
+        f"\n{args.preset} decoder, batch {args.batch} x {args.seq_len}, {precision}, grad_clip={args.grad_clip}, {device} "
         f"({args.steps} timed steps after {args.warmup} warm-up, best of {args.repeats})"
     )
     print(f"{'compile':>8} | {'plain tok/s':>12} | {'train() tok/s':>13} | {'overhead':>8}")
@@ -172,6 +217,7 @@ def compare(args) -> dict:
         "batch": args.batch,
         "seq_len": args.seq_len,
         "precision": precision,
+        "grad_clip": args.grad_clip,
         "device": _device_name(device),
         "rows": rows,
     }
@@ -189,6 +235,7 @@ def gpt2(args) -> dict:
     cfg = TrainConfig(
         steps=len(batches),
         batch_size=args.batch,
+        micro_batches=args.micro_batches,
         lr=6e-4,
         warmup_steps=2,
         log_every=10,
@@ -199,7 +246,8 @@ def gpt2(args) -> dict:
     )
     fpt = model_flops_per_token(model, args.seq_len)
     t = time.perf_counter()
-    tps = course_loop(model, batches, cfg, args.warmup, args.progress)
+    profiler = StepProfiler(args.profile, "gpt2-train", args.warmup + 1) if args.profile else None
+    tps = course_loop(model, batches, cfg, args.warmup, args.progress, profiler)
     total_s = time.perf_counter() - t
     peak = args.peak_tflops * 1e12 if args.peak_tflops else device_peak_flops(device)
     util = mfu(fpt, tps, peak)
@@ -208,6 +256,7 @@ def gpt2(args) -> dict:
         "preset": args.preset,
         "vocab": args.vocab,
         "batch": args.batch,
+        "micro_batches": args.micro_batches,
         "seq_len": args.seq_len,
         "precision": precision,
         "compile": cfg.compile,
@@ -267,6 +316,11 @@ def main(argv=None) -> dict:
     p.add_argument("--peak-tflops", type=float, default=None, help="gpt2 mode: peak to compute MFU against")
     p.add_argument("--allow-cpu", action="store_true", help="gpt2 mode: run on CPU anyway (smoke test)")
     p.add_argument("--progress", action="store_true", help="show train()'s progress bar")
+    p.add_argument("--micro-batches", type=int, default=1, help="gpt2 mode: gradient accumulation steps")
+    p.add_argument("--grad-clip", type=lambda v: None if v == "none" else float(v), default=1.0,
+                   help="compare mode: train()'s clipping norm, or 'none' (to measure what clipping costs)")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="write torch.profiler op tables of a few timed steps of each loop into this folder")
     p.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = p.parse_args(argv)
     if args.threads:

@@ -3,20 +3,72 @@
   python scripts/run_notebooks.py                 # full version -> build/executed/*.ipynb + build/html/*.html
   python scripts/run_notebooks.py --in-place NB   # re-execute committed notebooks (what contributors commit)
   python scripts/run_notebooks.py --fast ...      # fast mode (COURSE_FAST=1)
+  python scripts/run_notebooks.py --report build/course.md   # also write the table as markdown
 
-Prints a table: notebook, seconds, device, passed/failed. Exit status 1 if any notebook failed.
+Prints a table: notebook, seconds, device, passed/failed -- and on a CUDA GPU which cells allocated GPU memory
+and the peak (an IPython hook in each kernel records ``torch.cuda.max_memory_allocated`` per cell; the
+notebooks are not modified). Exit status 1 if any notebook failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+#: Runs at the start of every kernel when tracing GPU use: after each cell, whether it allocated CUDA memory
+#: (the allocator's peak rose above what was allocated when the cell started) and that peak.
+_GPU_TRACE_STARTUP = """
+import json, os, sys
+_course_trace = {"path": os.environ["COURSE_GPU_TRACE"], "cells": [], "start": 0}
+
+def _course_pre(info=None):
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+        _course_trace["start"] = torch.cuda.memory_allocated()
+
+def _course_post(result):
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return
+    peak = torch.cuda.max_memory_allocated()
+    if peak > _course_trace["start"]:
+        _course_trace["cells"].append({"cell": result.execution_count, "peak_bytes": peak})
+        with open(_course_trace["path"], "w") as f:
+            json.dump(_course_trace["cells"], f)
+
+get_ipython().events.register("pre_run_cell", _course_pre)
+get_ipython().events.register("post_run_cell", _course_post)
+"""
+
+
+def gpu_trace_env(folder: Path) -> Path:
+    """Point IPYTHONDIR at ``folder`` with the tracing start-up file; return the trace file kernels write."""
+    startup = folder / "profile_default" / "startup"
+    startup.mkdir(parents=True, exist_ok=True)
+    (startup / "00-course-gpu-trace.py").write_text(_GPU_TRACE_STARTUP)
+    os.environ["IPYTHONDIR"] = str(folder)
+    trace = folder / "trace.json"
+    os.environ["COURSE_GPU_TRACE"] = str(trace)
+    return trace
+
+
+def read_trace(trace: Path) -> list[dict]:
+    """The cells of the last notebook that allocated GPU memory (and clear the file for the next)."""
+    if not trace.exists():
+        return []
+    cells = json.loads(trace.read_text())
+    trace.unlink()
+    return cells
 
 
 def execute(path: Path, timeout: int, kernel: str = "python3"):
@@ -47,6 +99,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "build"), help="output folder (default: build/)")
     ap.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
     ap.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    ap.add_argument("--report", default=None, help="also write the table as markdown to this file")
     args = ap.parse_args(argv)
 
     os.environ["COURSE_TEXT_PROGRESS"] = "1"
@@ -63,11 +116,14 @@ def main(argv=None) -> int:
     )
     out = Path(args.out)
     device = get_device().type
-    rows = []
+    trace = gpu_trace_env(Path(tempfile.mkdtemp(prefix="course-ipython-"))) if device == "cuda" else None
+    rows, gpu_cells = [], {}
     for path in tqdm(paths, desc="notebooks", unit="nb"):
         t0 = time.perf_counter()
         nb, err = execute(path, args.timeout)
         secs = time.perf_counter() - t0
+        if trace is not None:
+            gpu_cells[path.relative_to(ROOT).as_posix()] = read_trace(trace)
         if args.in_place:
             if err is None:
                 nbformat.write(nb, path)
@@ -90,7 +146,32 @@ def main(argv=None) -> int:
         print(f"{name:<{w}}  {secs:>8.1f}  {dev:<6}  {res}")
     failed = sum(r[3] != "passed" for r in rows)
     print(f"\n{len(rows) - failed} passed, {failed} failed")
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(report_markdown(rows, gpu_cells if trace is not None else None, args.fast))
     return 1 if failed else 0
+
+
+def report_markdown(rows, gpu_cells: dict | None, fast: bool) -> str:
+    """The per-notebook table as markdown (with GPU columns when ``gpu_cells`` was traced)."""
+    import platform
+
+    import torch
+
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.machine()})"
+    lines = [f"{'Fast' if fast else 'Full'} mode, {dev}, torch {torch.__version__}, Python {platform.python_version()}.", ""]
+    if gpu_cells is None:
+        lines += ["| notebook | seconds | device | result |", "|---|---|---|---|"]
+        lines += [f"| `{n}` | {s:.0f} | {d} | {r} |" for n, s, d, r in rows]
+    else:
+        lines += ["| notebook | seconds | device | cells that allocated GPU memory | peak GPU memory | result |",
+                  "|---|---|---|---|---|---|"]
+        for n, s, d, r in rows:
+            cells = gpu_cells.get(n, [])
+            used = ", ".join(str(c["cell"]) for c in cells) or "none"
+            peak = f"{max(c['peak_bytes'] for c in cells) / 2**30:.2f} GiB" if cells else "-"
+            lines.append(f"| `{n}` | {s:.0f} | {d} | {used} | {peak} | {r} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,230 @@
+"""Quantizing a whole transformers model with bitsandbytes, on the device at hand, and measuring it.
+
+:mod:`utils.quant` shows the algorithms from scratch; this module runs the real kernels on a real model:
+
+* :func:`quantize_model` puts a model on ``device`` in one of :data:`MODEL_FORMATS`: fp32 / bf16 / fp16 as
+  plain casts, or every ``nn.Linear`` of the transformer blocks replaced by a bitsandbytes layer --
+  ``Linear8bitLt`` (LLM.int8(), outlier threshold 6.0) or ``Linear4bit`` (NF4 / FP4 in blocks of 64 with
+  double-quantized scales). Quantization happens when the layer moves to the device.
+* :func:`compute_dtype` picks the 16-bit type the quantized layers compute in: bf16 on a GPU that has it,
+  fp16 on one that does not (a T4), fp32 on the CPU (bitsandbytes de-quantizes there; 16-bit CPU math is
+  emulated and slower).
+* :func:`state_bytes`, :func:`measure_generation` (tokens/s and, on CUDA, the allocator's peak) and
+  :func:`int8_outlier_columns` (which input features a real ``Linear8bitLt`` kept in 16 bits).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from utils.env import bf16_supported, check_choice, import_bitsandbytes
+
+#: What :func:`quantize_model` produces: plain floating-point casts, then bitsandbytes formats.
+MODEL_FORMATS = ("fp32", "bf16", "fp16", "int8", "nf4", "fp4")
+BNB_FORMATS = ("int8", "nf4", "fp4")
+#: LLM.int8()'s default: an input feature with any |value| at or above this is multiplied in 16 bits
+#: (the paper says "larger than"; bitsandbytes' kernels select |x| >= threshold, and we follow the library).
+INT8_THRESHOLD = 6.0
+
+# bitsandbytes logs "inputs will be cast from float32 to float16" on every int8 forward whose input is not
+# fp16 (every one on the CPU, where we compute in fp32): noise for a learner, so only its errors are shown.
+logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+
+
+def compute_dtype(device, bf16_ok: bool | None = None) -> torch.dtype:
+    """The dtype quantized layers compute in on ``device`` (``bf16_ok`` overrides the probe, for tests)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return torch.float32
+    ok = bf16_supported(device) if bf16_ok is None else bf16_ok
+    return torch.bfloat16 if ok else torch.float16
+
+
+def format_dtype(fmt: str, device, bf16_ok: bool | None = None) -> torch.dtype:
+    """The dtype of everything a format does not quantize (embeddings, norms, the head) on ``device``.
+
+    int8 computes in fp16 on a GPU (bitsandbytes casts its input to fp16 anyway), 4-bit formats in
+    :func:`compute_dtype`; the plain formats are their own dtype.
+    """
+    check_choice("fmt", fmt, MODEL_FORMATS)
+    plain = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if fmt in plain:
+        return plain[fmt]
+    if torch.device(device).type == "cpu":
+        return torch.float32
+    return torch.float16 if fmt == "int8" else compute_dtype(device, bf16_ok)
+
+
+def _bnb_linear(bnb, child: nn.Linear, fmt: str, dtype: torch.dtype, threshold: float, blocksize: int):
+    bias = child.bias is not None
+    if fmt == "int8":
+        new = bnb.nn.Linear8bitLt(
+            child.in_features, child.out_features, bias=bias, has_fp16_weights=False, threshold=threshold
+        )
+        new.weight = bnb.nn.Int8Params(child.weight.data.to(dtype), requires_grad=False, has_fp16_weights=False)
+    else:
+        new = bnb.nn.Linear4bit(
+            child.in_features, child.out_features, bias=bias, compute_dtype=dtype, quant_type=fmt,
+            compress_statistics=True,  # double quantization: the block scales are stored in 8 bits
+        )
+        new.weight = bnb.nn.Params4bit(
+            child.weight.data.to(dtype), requires_grad=False, quant_type=fmt, blocksize=blocksize
+        )
+    if bias:
+        new.bias = nn.Parameter(child.bias.data.to(dtype), requires_grad=False)
+    return new
+
+
+def quantize_model(
+    model: nn.Module,
+    fmt: str,
+    device="cpu",
+    *,
+    blocks: str = "model.layers",
+    threshold: float = INT8_THRESHOLD,
+    blocksize: int = 64,
+    bf16_ok: bool | None = None,
+    copy_model: bool = True,
+) -> nn.Module:
+    """``model`` in format ``fmt`` on ``device`` (a copy unless ``copy_model=False``).
+
+    For int8 / nf4 / fp4 every ``nn.Linear`` under the attribute path ``blocks`` (a Llama's
+    ``model.layers``) becomes a bitsandbytes layer; the embeddings, norms and output head stay in
+    :func:`format_dtype`. ``threshold``: LLM.int8()'s outlier threshold (0 turns the decomposition off).
+    """
+    check_choice("fmt", fmt, MODEL_FORMATS)
+    device = torch.device(device)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not (isinstance(threshold, (int, float)) and threshold >= 0):
+        raise ValueError(f"threshold={threshold!r} is not valid; accepted: a number >= 0")
+    if blocksize not in (32, 64, 128, 256, 512, 1024, 2048, 4096):
+        raise ValueError(f"blocksize={blocksize!r} is not valid; accepted: a power of two from 32 to 4096")
+    dtype = format_dtype(fmt, device, bf16_ok)
+    m = copy.deepcopy(model) if copy_model else model
+    if fmt in BNB_FORMATS:
+        bnb = import_bitsandbytes()
+        root = m
+        for part in blocks.split("."):
+            if not hasattr(root, part):
+                raise ValueError(f"blocks={blocks!r} is not an attribute path of this model (no {part!r})")
+            root = getattr(root, part)
+        for module in list(root.modules()):
+            for name, child in list(module.named_children()):
+                if type(child) is nn.Linear:
+                    setattr(module, name, _bnb_linear(bnb, child, fmt, dtype, threshold, blocksize))
+    # non-quantized parameters take the format's dtype; bitsandbytes' own tensors keep theirs
+    for p in m.parameters():
+        if p.is_floating_point() and type(p) is nn.Parameter:
+            p.data = p.data.to(dtype)
+    return m.to(device).eval()  # moving a bitsandbytes layer to the device quantizes it
+
+
+def state_bytes(module: nn.Module, exclude_tied: bool = True) -> int:
+    """Bytes of everything ``module`` stores (its state dict: weights, scales, quantization statistics).
+
+    A tied output head shares the embedding's storage: counted once (``exclude_tied``).
+    """
+    seen, total = set(), 0
+    for t in module.state_dict(keep_vars=True).values():
+        if not isinstance(t, torch.Tensor):
+            continue
+        key = (t.device, t.untyped_storage().data_ptr()) if exclude_tied and t.numel() else None
+        if key is not None and key in seen:
+            continue
+        seen.add(key)
+        total += t.numel() * t.element_size()
+    return total
+
+
+@dataclass
+class GenerationRun:
+    """What :func:`measure_generation` measured."""
+
+    new_tokens: int  # tokens generated after the prompt (greedy)
+    seconds: float  # wall time of the timed generation (after one warm-up call)
+    tokens_per_s: float  # new_tokens / seconds
+    peak_bytes: int | None  # CUDA: max allocated during the timed call; None elsewhere
+    resident_bytes: int | None  # CUDA: allocated before it (the model's weights and buffers)
+    text: str  # the continuation, decoded
+
+
+@torch.no_grad()
+def measure_generation(model, tokenizer, prompt: str, max_new_tokens: int = 32) -> GenerationRun:
+    """Greedy generation speed of ``model`` on its own device (one untimed warm-up call first)."""
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens!r} is not valid; accepted: an int >= 1")
+    device = next(model.parameters()).device
+    enc = tokenizer(prompt, return_tensors="pt").to(device)
+    kwargs = dict(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False,
+                  pad_token_id=tokenizer.eos_token_id)
+    model.generate(**enc, **{**kwargs, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up: kernels, caches
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        resident = torch.cuda.memory_allocated(device)
+    t0 = time.perf_counter()
+    out = model.generate(**enc, **kwargs)
+    if cuda:
+        torch.cuda.synchronize(device)
+    secs = time.perf_counter() - t0
+    n = out.shape[1] - enc["input_ids"].shape[1]
+    return GenerationRun(
+        new_tokens=n,
+        seconds=secs,
+        tokens_per_s=n / secs,
+        peak_bytes=torch.cuda.max_memory_allocated(device) if cuda else None,
+        resident_bytes=resident if cuda else None,
+        text=tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True),
+    )
+
+
+@dataclass
+class OutlierReport:
+    """One ``Linear8bitLt`` after a forward pass: which input features LLM.int8() multiplied in 16 bits."""
+
+    name: str  # the layer's name in the model
+    in_features: int  # input features (columns of the activations)
+    kept_16bit: list  # bitsandbytes' outlier columns (``layer.state.idx``), sorted
+    above_threshold: list  # columns where our own rule (any |x| >= threshold) fires on the same input
+    max_abs: torch.Tensor  # per-column max |x| of the input (fp32, on the CPU), for a plot
+
+
+@torch.no_grad()
+def int8_outlier_columns(model, inputs: dict, threshold: float = INT8_THRESHOLD) -> list[OutlierReport]:
+    """Run ``model(**inputs)`` once and report, for every ``Linear8bitLt``, the columns kept in 16 bits.
+
+    ``kept_16bit`` is what the library decided (its ``state.idx``); ``above_threshold`` is the paper's rule
+    applied to the input we captured, rounded to fp16 as bitsandbytes does: the two should agree.
+    """
+    bnb = import_bitsandbytes()
+    captured, hooks = {}, []
+    for name, layer in model.named_modules():
+        if isinstance(layer, bnb.nn.Linear8bitLt):
+            def hook(mod, args, name=name):
+                x = args[0].reshape(-1, args[0].shape[-1]).to(torch.float16).float()
+                captured[name] = x.abs().amax(dim=0).cpu()
+            hooks.append(layer.register_forward_pre_hook(hook))
+    try:
+        model(**inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    reports = []
+    for name, layer in model.named_modules():
+        if name in captured:
+            idx = getattr(layer.state, "idx", None)
+            kept = sorted(int(i) for i in idx.tolist()) if idx is not None else []
+            max_abs = captured[name]
+            reports.append(OutlierReport(
+                name=name, in_features=max_abs.numel(), kept_16bit=kept,
+                above_threshold=(max_abs >= threshold).nonzero().flatten().tolist(), max_abs=max_abs,
+            ))
+    return reports
