@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from utils.env import check_choice, has_package, hub_reachable
+from utils.validate import check_fraction, check_int
 
 #: End-of-document token (GPT-2's spelling); also the tokenizer's EOS token.
 END_OF_TEXT = "<|endoftext|>"
@@ -114,9 +115,15 @@ def load_documents(name: str, max_chars: int | None = None) -> list[str]:
     "prose", :data:`CODE_MAX_CHARS` of "code").
     """
     check_choice("name", name, CORPORA)
-    if max_chars is not None and (not isinstance(max_chars, int) or max_chars < 1):
-        raise ValueError(f"max_chars must be a positive int or None, got {max_chars!r}")
-    return list(_documents(name, max_chars))
+    max_chars = check_int("max_chars", max_chars, minimum=1, allow_none=True)
+    documents = list(_documents(name, max_chars))
+    if not documents:  # shorter than the first document: an empty corpus would fail much later, obscurely
+        first = len(_documents(name, None)[0])
+        raise ValueError(
+            f"max_chars={max_chars} keeps no whole document of {name!r} (its first is {first:,} characters); "
+            f"accepted: None or at least {first}"
+        )
+    return documents
 
 
 def load_corpus(name: str, max_chars: int | None = None) -> str:
@@ -124,8 +131,14 @@ def load_corpus(name: str, max_chars: int | None = None) -> str:
     return DOCUMENT_SEPARATOR.join(load_documents(name, max_chars))
 
 
+def _check_text(text) -> None:
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a string, got {type(text).__name__}")
+
+
 def split_documents(text: str) -> list[str]:
     """Cut ``text`` into documents at :data:`DOCUMENT_SEPARATOR`, or at blank lines when it has none."""
+    _check_text(text)
     parts = text.split(DOCUMENT_SEPARATOR) if DOCUMENT_SEPARATOR in text else re.split(r"\n[ \t]*\n", text)
     return [p for p in parts if p.strip()]
 
@@ -138,8 +151,9 @@ def train_val_split(text: str, val_fraction: float = 0.1, seed: int = 0) -> tupl
     the characters; each side keeps the original document order. Whole documents only, so no document
     is in both halves; the same arguments always give the same split.
     """
-    if not isinstance(val_fraction, (int, float)) or not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}")
+    val_fraction = check_fraction("val_fraction", val_fraction, low_open=True, high_open=True)
+    seed = check_int("seed", seed, minimum=0)
+    _check_text(text)
     separator = DOCUMENT_SEPARATOR if DOCUMENT_SEPARATOR in text else "\n\n"
     documents = split_documents(text)
     if len(documents) < 2:
@@ -178,6 +192,7 @@ class CorpusStats:
 
 def corpus_stats(text: str, tokenizer=None) -> CorpusStats:
     """Characters, words, lines, documents -- and tokens and tokens per word with a ``tokenizer``."""
+    _check_text(text)
     words = len(text.split())
     tokens = None if tokenizer is None else len(encode_text(tokenizer, text))
     return CorpusStats(
@@ -197,6 +212,7 @@ def encode_text(tokenizer, text: str) -> list[int]:
 
     ``tokenizer``: a ``transformers`` fast tokenizer or a ``tokenizers.Tokenizer``.
     """
+    _check_text(text)
     if not text:
         return []
     pieces = re.split(f"({re.escape(END_OF_TEXT)})", text)
@@ -219,10 +235,10 @@ def tokenize_corpus(text: str, tokenizer):
 def chunk(ids, block_size: int):
     """Cut a 1-D tensor of ids into a ``(n_blocks, block_size)`` tensor of consecutive, non-overlapping
     blocks; the incomplete tail is dropped (a view, no copy)."""
-    if not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive int, got {block_size!r}")
-    if ids.dim() != 1:
-        raise ValueError(f"ids must be a 1-D tensor, got shape {tuple(ids.shape)}")
+    block_size = check_int("block_size", block_size, minimum=1)
+    if not hasattr(ids, "dim") or ids.dim() != 1:
+        got = tuple(ids.shape) if hasattr(ids, "shape") else type(ids).__name__
+        raise ValueError(f"ids must be a 1-D tensor, got {got}")
     n_blocks = ids.numel() // block_size
     if n_blocks == 0:
         raise ValueError(
@@ -276,6 +292,7 @@ def load_hub_corpus(
     """
     check_choice("name", name, HUB_CORPORA)
     check_choice("fallback", fallback, CORPORA)
+    max_chars = check_int("max_chars", max_chars, minimum=1, allow_none=True)
     reason = None
     if not has_package("datasets"):
         reason = "the 'datasets' package is not installed (pip install datasets)"

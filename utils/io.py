@@ -184,3 +184,64 @@ def discard(folder: Path) -> None:
     except OSError:
         return
     shutil.rmtree(aside, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------- caches
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was damaged (and is rebuilt), or could not be written (the result stays in memory)."""
+
+
+def _shown(folder: Path) -> str:
+    """The folder relative to the course cache (no machine paths in notebook outputs), else as given."""
+    from utils.env import cache_dir
+
+    try:
+        return f"<course cache>/{folder.relative_to(cache_dir()).as_posix()}"
+    except (ValueError, OSError):
+        return str(folder)
+
+
+def load_cached(folder, load, required=()):
+    """``load(folder)`` when ``folder`` holds a complete, verified cache entry; None when there is none.
+
+    An entry that fails verification (a file missing, truncated or changed, or written before entries had
+    a manifest) or that ``load`` cannot parse is deleted with a :class:`CacheWarning` naming the folder,
+    and None returned: the caller rebuilds it (instead of failing the same way on every later run)."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    try:
+        verify_folder(folder, "cache", required)
+        return load(folder)
+    except Exception as exc:  # IntegrityError, JSONDecodeError, safetensors / tokenizers parse errors, ...
+        import warnings
+
+        warnings.warn(
+            f"the cache entry {_shown(folder)} is damaged or incomplete ({type(exc).__name__}: "
+            f"{str(exc).replace(str(folder), '...')}); rebuilding it",
+            CacheWarning,
+            stacklevel=3,
+        )
+        discard(folder)
+        return None
+
+
+def store_cached(folder, *objects) -> bool:
+    """:func:`save_atomically` into the cache; on a read-only or full disk warn and return False (the
+    caller keeps using the objects it has in memory; the next session builds them again)."""
+    folder = Path(folder)
+    try:
+        save_atomically(folder, *objects)
+        return True
+    except OSError as exc:
+        import warnings
+
+        warnings.warn(
+            f"could not write the cache entry {_shown(folder)} ({type(exc).__name__}: {exc.strerror or exc}): "
+            "using it from memory only; the next session builds it again",
+            CacheWarning,
+            stacklevel=3,
+        )
+        return False

@@ -194,8 +194,9 @@ LAB01: dict[str, Exercise] = {
             mistakes=lambda: [
                 (_ex4("selective"), "that is only the 34 sbh term: the attention scores add 5 a s^2 b bytes "
                                     "(a s x s matrix per head) unless a fused kernel avoids storing them"),
-                (_ex4() / EX4_SHAPE["batch_size"], "that is for one sequence: multiply by the batch size b"),
-                (_ex4() * 2, "the formula already counts 16-bit values (2 bytes each): do not double it"),
+                (_ex4() / EX4_SHAPE["batch_size"], "that looks like the memory of one sequence: which "
+                                                    "quantity of the formula did you leave out?"),
+                (_ex4() * 2, "check the bytes per value: the formula's constants already count 16-bit values"),
                 (_ex4() * GB, _BYTES_HINT),
             ],
         ),
@@ -209,7 +210,8 @@ LAB01: dict[str, Exercise] = {
                 (gpus_needed(30e9, "A100-80", "finetune"),
                  "that only holds the model states: pre-training also needs the lecture's 8 bytes per "
                  "parameter of activations"),
-                (_ex5() - 1, "round up, not down: the last GPU is only partly used but still needed"),
+                (_ex5() - 1, "that many GPUs would not hold all the bytes: check how you turned the division "
+                             "into a whole number of GPUs"),
             ],
         ),
         Exercise(
@@ -270,7 +272,10 @@ def _judge(ex: Exercise, answer) -> tuple[str, str]:
     if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
         return "invalid", (f"cannot check a {type(answer).__name__} ({answer!r}): answer with a plain "
                            f"number in {ex.unit}, without units or quotes")
-    value = float(answer)
+    try:
+        value = float(answer)
+    except (OverflowError, TypeError, ValueError):  # e.g. 10**400, or a number type float() cannot convert
+        value = math.inf
     if not math.isfinite(value):
         return "invalid", f"cannot check {answer!r}: answer with a finite number in {ex.unit}"
     expected = float(ex.expected())

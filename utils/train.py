@@ -26,7 +26,7 @@ import torch
 
 from utils.checkpoint import check_checkpoint_dir, load_checkpoint, save_checkpoint
 from utils.env import DEVICE_CHOICES, bf16_supported, get_device, no_bf16_forced, progress_bar
-from utils.objectives import OBJECTIVES, make_batch
+from utils.objectives import OBJECTIVES, check_token_ids, make_batch
 from utils.validate import check_bool, check_choice, check_fraction, check_int, check_number
 
 #: Accepted values of ``TrainConfig.precision``.
@@ -187,17 +187,7 @@ class TokenBatches:
         seed: int = 0,
         **ids,
     ):
-        if (
-            not isinstance(tokens, torch.Tensor)
-            or tokens.dim() != 1
-            or tokens.is_floating_point()
-            or tokens.is_complex()
-            or tokens.dtype == torch.bool
-        ):
-            got = f"shape {tuple(tokens.shape)}, {tokens.dtype}" if isinstance(tokens, torch.Tensor) else type(tokens).__name__
-            raise ValueError(f"tokens must be a 1-D integer tensor of token ids; got {got}")
-        if tokens.numel() and int(tokens.min()) < 0:
-            raise ValueError(f"tokens holds a negative id ({int(tokens.min())}); accepted: token ids >= 0")
+        tokens = check_token_ids("tokens", tokens, dim=1)
         check_choice("objective", objective, OBJECTIVES)
         batch_size = check_int("batch_size", batch_size, minimum=1)
         seq_len = check_int("seq_len", seq_len, minimum=2)
