@@ -236,6 +236,11 @@ def test_stale_temporary_folders_of_dead_runs_are_removed(tmp_path):
     save_checkpoint(ck, _model(), step=1)
     assert not stale.exists() and mine.exists() and other.exists()
     assert remove_stale_temp_dirs(ck) == []
+    # what earlier versions left (e.g. ~420 MB of a killed SmolLM2 conversion): no pid, removed after a day
+    legacy, recent = tmp_path / ".ck.a1b2c3d4", tmp_path / ".ck.recent12"
+    legacy.mkdir(), recent.mkdir()
+    os.utime(legacy, (time.time() - 2 * 86400,) * 2)
+    assert remove_stale_temp_dirs(ck) == [legacy] and recent.exists()
 
 
 # ------------------------------------------------------------------------------------- integrity
@@ -393,3 +398,56 @@ def test_runs_killed_at_random_moments_resume_exactly(tmp_path):
 @pytest.mark.slow
 def test_many_runs_killed_at_random_moments_resume_exactly(tmp_path):
     assert _kill_and_resume(tmp_path, kills=30, seed=1) >= 10
+
+
+CACHE_CHILD = r'''
+import os, sys
+sys.path.insert(0, {root!r})
+from pathlib import Path
+from utils.io import save_atomically
+
+
+class Big:  # a model's save_pretrained: a few files, one large
+    def __init__(self, i):
+        self.i = i
+
+    def save_pretrained(self, folder):
+        Path(folder, "config.json").write_text('{{"i": %d}}' % self.i)
+        Path(folder, "model.safetensors").write_bytes(os.urandom(1 << 21))
+        Path(folder, "tokenizer.json").write_text("{{}}")
+
+
+root = Path(sys.argv[1])
+print("ready", flush=True)
+for i in range(1000):
+    save_atomically(root / f"entry-{{i % 3}}", Big(i))
+'''
+
+
+def test_cache_writes_killed_at_random_moments_leave_complete_entries_or_none(tmp_path):
+    # integrity under SIGKILL: every entry present verifies; leftovers of a killed writer are removed
+    from utils.io import load_cached, store_cached
+
+    script = tmp_path / "cache_child.py"
+    script.write_text(CACHE_CHILD.format(root=str(ROOT)))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    rng = random.Random(0)
+    for _ in range(3):
+        proc = subprocess.Popen([sys.executable, str(script), str(cache)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+        for entry in cache.glob("entry-*"):
+            verify_folder(entry, "cache", required=("config.json", "model.safetensors"))
+    assert any(cache.glob("entry-*"))
+    leftovers = [p for p in cache.iterdir() if p.name.startswith(".")]
+    print("leftovers of killed writers:", len(leftovers))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a verified entry loads without a rebuild warning
+        for i in range(3):
+            store_cached(cache / f"entry-{i}", type("T", (), {"save_pretrained": lambda self, f: None})())
+            assert load_cached(cache / f"entry-{i}", lambda f: True) is True
+    assert not any(p.exists() for p in leftovers)  # the killed writers' temporary folders are gone
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []

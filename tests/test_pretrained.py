@@ -129,3 +129,38 @@ def test_unknown_names_and_bad_arguments():
 def test_generate_rejects_bad_lengths(smol):
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate(*smol, "hi", max_new_tokens=0)
+
+
+@pytest.mark.slow  # converts the GGUF twice (~1 min on 2 cores) and writes ~540 MB into a temporary cache
+def test_damaged_converted_cache_is_rebuilt_and_a_read_only_cache_still_works(tmp_path, monkeypatch):
+    import utils.io
+    from utils.io import CacheWarning
+    from utils.pretrained import clear_cache
+
+    _needs_local(SMOL)
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    clear_cache()
+    try:
+        model, tok = load_pretrained(SMOL)
+        reference = generate(model, tok, "What is 2 + 2?", max_new_tokens=8)
+        (entry,) = (tmp_path / "models").iterdir()
+        weights = entry / "model.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # flipped bytes: before, they loaded silently
+        weights.write_bytes(bytes(data))
+        clear_cache()
+        with pytest.warns(CacheWarning, match=r"<course cache>/models/smollm2.* is damaged.*SHA-256.*rebuilding"):
+            model, tok = load_pretrained(SMOL)
+        assert generate(model, tok, "What is 2 + 2?", max_new_tokens=8) == reference
+        monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "read-only"))
+
+        def read_only(final):
+            raise PermissionError(13, "Read-only file system", str(final.parent))
+
+        monkeypatch.setattr(utils.io, "make_temp_dir", read_only)
+        clear_cache()
+        with pytest.warns(CacheWarning, match=r"could not write the cache entry.*Read-only file system"):
+            model, tok = load_pretrained(SMOL)
+        assert generate(model, tok, "What is 2 + 2?", max_new_tokens=8) == reference
+    finally:
+        clear_cache()

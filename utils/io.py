@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 #: The file, inside each folder, that lists the others with their size and hash.
@@ -140,12 +141,20 @@ def remove_stale_temp_dirs(final: Path) -> list[Path]:
     """Delete the temporary folders :func:`make_temp_dir` made for ``final`` in processes that are gone
     (a run killed while saving leaves one, e.g. ~420 MB for a SmolLM2 conversion). Returns them."""
     pattern = re.compile(re.escape(_temp_prefix(final.name)) + r"(\d+)-")
+    # earlier versions named them ".<name>.<8 random characters>" without a process id: removed after a day
+    legacy = re.compile(re.escape(f".{final.name}.") + r"[a-z0-9_]{8}$")
     removed = []
     if not final.parent.is_dir():
         return removed
     for entry in final.parent.iterdir():
         match = pattern.match(entry.name)
-        if match and entry.is_dir() and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+        if not entry.is_dir():
+            continue
+        if match:
+            stale = int(match.group(1)) != os.getpid() and not _alive(int(match.group(1)))
+        else:
+            stale = bool(legacy.match(entry.name)) and time.time() - entry.stat().st_mtime > 86400
+        if stale:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry)
     return removed

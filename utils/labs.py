@@ -277,7 +277,8 @@ def _judge(ex: Exercise, answer) -> tuple[str, str]:
     except (OverflowError, TypeError, ValueError):  # e.g. 10**400, or a number type float() cannot convert
         value = math.inf
     if not math.isfinite(value):
-        return "invalid", f"cannot check {answer!r}: answer with a finite number in {ex.unit}"
+        shown = repr(answer) if len(repr(answer)) <= 40 else repr(answer)[:20] + "..."  # 10**400 has 401 digits
+        return "invalid", f"cannot check {shown}: answer with a finite number in {ex.unit}"
     expected = float(ex.expected())
     if _close(value, expected, ex.rel_tol):
         return "correct", "correct"

@@ -460,6 +460,13 @@ def train(
     CPU reproduces an uninterrupted run bit for bit (weights, optimizer, scheduler, RNG, data position and the
     running loss sum are restored; an iterable without ``load_state_dict`` is fast-forwarded instead).
     ``callback(step, history)`` runs after every step; returning True stops training there.
+
+    Checked before the first step, with a ValueError naming the argument: ``checkpoint_dir`` (a new or empty
+    folder, or an earlier checkpoint -- never a folder of other files; writable), token ids within the model's
+    vocabulary, sequences within its positions, batches with ``labels``. A NaN/inf loss (or gradient norm
+    without a GradScaler, whose overflow-skipped steps are routine) raises :class:`NonFiniteLossError` before
+    the weights change, or skips that update with ``cfg.on_nonfinite="skip"`` (``history.skipped_steps``);
+    non-finite weights are never saved. This check syncs the device once per step.
     """
     cfg = (cfg or TrainConfig()).validate()
     if not isinstance(cfg, TrainConfig):
