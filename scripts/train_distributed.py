@@ -31,10 +31,10 @@ import torch.distributed as dist  # noqa: E402
 import torch.distributed.checkpoint as dcp  # noqa: E402
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict  # noqa: E402
 
-from utils.distributed import Rank  # noqa: E402
+from utils.distributed import Rank, free_port  # noqa: E402
 from utils.env import seed_everything  # noqa: E402
 from utils.models import build_model  # noqa: E402
-from utils.strategies import DistConfig, _wrap, local_batch  # noqa: E402
+from utils.strategies import DistConfig, local_batch, wrap_model  # noqa: E402
 
 STRATEGIES = ("ddp", "zero2", "zero3", "hybrid")
 #: Fields that must match between a checkpoint and the run resuming it (the world size may change).
@@ -70,7 +70,7 @@ def setup_process_group() -> Rank:
     nccl = torch.cuda.is_available() and torch.cuda.device_count() >= local_world and world > 1
     if not dist.is_initialized():
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", "29500")
+        os.environ.setdefault("MASTER_PORT", str(free_port()))  # plain python: a port nobody uses
         if nccl:
             torch.cuda.set_device(local)
         dist.init_process_group("nccl" if nccl else "gloo", rank=rank, world_size=world)
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     device = rank.device if accelerator is None else accelerator.device
     model = build_model("decoder", cfg.preset, vocab_size=cfg.vocab_size, max_seq_len=max(cfg.seq_len, 8))
     if accelerator is None:
-        model, optim = _wrap(cfg, model.to(device), rank)
+        model, optim = wrap_model(cfg, model.to(device), rank)
         how = f"{cfg.strategy} ({rank.backend})"
     else:
         optim = torch.optim.AdamW(model.parameters(), lr=cfg.lr)

@@ -153,7 +153,7 @@ class CollectiveCounter:
     def reset(self) -> None:
         self.calls = {}
 
-    def _wrap(self, name, fn, payload_arg):
+    def _counting(self, name, fn, payload_arg):
         def counted(*args, **kwargs):
             depth = getattr(self._depth, "n", 0)
             if depth == 0:  # count the outermost call only (one collective may call another)
@@ -184,7 +184,7 @@ class CollectiveCounter:
         originals = {name: getattr(dist, name) for name in _COLLECTIVES if hasattr(dist, name)}
         try:
             for name, fn in originals.items():
-                setattr(dist, name, self._wrap(name, fn, _COLLECTIVES[name]))
+                setattr(dist, name, self._counting(name, fn, _COLLECTIVES[name]))
             yield self
         finally:
             for name, fn in originals.items():
@@ -215,7 +215,7 @@ class RankReport:
         return self.param_bytes_step + self.grad_bytes + self.optimizer_bytes
 
 
-def _wrap(cfg: DistConfig, model: torch.nn.Module, rank: Rank):
+def wrap_model(cfg: DistConfig, model: torch.nn.Module, rank: Rank):
     if cfg.strategy == "single":
         return model, torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     if cfg.strategy in ("ddp", "zero1"):
@@ -268,7 +268,7 @@ def train_worker(rank: Rank, cfg: DistConfig) -> RankReport:
     device = rank.device
     model = build_model("decoder", cfg.preset, vocab_size=cfg.vocab_size, max_seq_len=max(cfg.seq_len, 8))
     model = model.to(device)
-    model, optim = _wrap(cfg, model, rank)
+    model, optim = wrap_model(cfg, model, rank)
     counter, losses, times, digests = CollectiveCounter(), [], [], []
     cuda = device.type == "cuda"
     if cuda:
