@@ -206,6 +206,31 @@ def test_worker_failure_names_the_rank_and_leaves_no_orphans(behaviour, error, m
     assert info.value.rank == 1 or behaviour == "hang"
 
 
+def test_workers_exit_when_the_launching_process_is_killed():
+    # a notebook kernel killed mid-run (restart, kill -9) must not leave its ranks waiting forever
+    code = "from utils.distributed import demo_worker, launch; launch(demo_worker, 2, 'hang', 600, timeout=600)"
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    proc = psutil.Process(parent.pid)
+    deadline = time.monotonic() + 120
+    workers = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        time.sleep(0.2)
+        tree = proc.children(recursive=True)
+        workers = [p for p in tree if p.ppid() != parent.pid]  # the forkserver's children: the ranks
+    assert len(workers) == 2, "the workers did not start"
+    tree = proc.children(recursive=True)
+    parent.kill()
+    parent.wait()
+    gone, alive = psutil.wait_procs(tree, timeout=10)
+    assert not alive, f"processes survived their launcher: {alive}"
+
+
+def test_cpu_offload_needs_gpu_ranks():
+    if torch.cuda.device_count() < 2:
+        with pytest.raises(ValueError, match="cpu_offload=True needs one CUDA GPU per rank"):
+            run(DistConfig("zero3", 2, cpu_offload=True))
+
+
 def test_successful_launch_returns_in_rank_order_and_leaves_no_orphans(process_tree):
     out = launch(demo_worker, 3, timeout=60)
     assert [r for r, _ in out] == [0, 1, 2]

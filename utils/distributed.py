@@ -11,7 +11,7 @@ world size are arguments, never globals.
 * Failure: a worker that raises, is killed by a signal, or is still running at ``timeout`` seconds makes
   :func:`launch` stop every worker (SIGTERM, then SIGKILL) and raise :class:`WorkerError` /
   :class:`WorkerTimeout` naming the rank and, for an exception, its type, message and traceback. A worker
-  whose parent dies exits by itself (it watches its parent's pid), so no process is left behind.
+  whose launching process dies exits by itself (it watches that pid), so no process is left behind.
 * Start-up: where the platform has it (Linux, macOS) the workers fork from a *forkserver* that imported
   torch and transformers once, so a launch costs well under a second after the first (a plain ``spawn``
   re-imports torch in every worker: 5-10 s on two cores). The forkserver is a clean process, never a fork
@@ -118,21 +118,37 @@ def free_port(host: str = HOST) -> int:
         return s.getsockname()[1]
 
 
-def _watch_parent(parent_pid: int) -> None:
-    # a worker whose launcher died (kernel restart, kill -9) would otherwise wait in a collective forever
-    while True:
-        if os.getppid() != parent_pid:
-            os._exit(1)
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process stays a zombie until reaped: Linux shows state "Z"
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _watch_launcher(launcher_pid: int) -> None:
+    # a worker whose launcher died (kernel restart, kill -9) would otherwise wait in a collective forever.
+    # Watch the launcher itself: a forkserver worker's parent is the forkserver, which in turn only exits
+    # once every worker has (each holds its liveness pipe).
+    while _alive(launcher_pid):
         time.sleep(0.5)
+    os._exit(1)
 
 
-def _worker(fn, rank: int, world_size: int, backend: str, port: int, timeout: float, args, results, threads):
+def _worker(fn, rank: int, world_size: int, backend: str, port: int, timeout: float, args, results, threads,
+            launcher_pid: int):
     import datetime
 
     import torch
     import torch.distributed as dist
 
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_watch_launcher, args=(launcher_pid,), daemon=True).start()
     torch.set_num_threads(threads)  # N processes share the cores: one BLAS pool each, not N oversubscribed
     try:
         if backend == "nccl":
@@ -224,7 +240,7 @@ def launch(fn, world_size: int, *args, timeout: float = 120.0, backend: str = "a
     procs = [
         ctx.Process(
             target=_worker,
-            args=(fn, r, world_size, backend, store.port, timeout, args, results, threads),
+            args=(fn, r, world_size, backend, store.port, timeout, args, results, threads, os.getpid()),
             name=f"course-rank-{r}",
             daemon=True,
         )

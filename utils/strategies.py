@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from utils.distributed import Rank, check_world_size, launch
+from utils.distributed import Rank, check_world_size, choose_backend, launch
 from utils.env import check_choice, seed_everything
 from utils.memory import zero_memory_per_device
 
@@ -314,6 +314,9 @@ def run(cfg: DistConfig, timeout: float = 180.0, backend: str = "auto") -> list[
         raise TypeError(f"cfg must be a DistConfig, got {type(cfg).__name__}")
     if cfg.strategy == "single":
         return [train_worker(Rank(0, 1, "gloo"), cfg)]
+    if cfg.cpu_offload and choose_backend(cfg.world_size, backend) != "nccl":
+        raise ValueError("cpu_offload=True needs one CUDA GPU per rank (it moves shards from the GPU to the "
+                         f"CPU); with world_size={cfg.world_size} here the ranks are CPU processes")
     return launch(train_worker, cfg.world_size, cfg, timeout=timeout, backend=backend)
 
 
