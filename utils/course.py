@@ -33,7 +33,7 @@ COURSE_MAP: tuple[Lesson, ...] = (
            "any; the allocator-peak check needs a CUDA GPU (skipped with a note on CPU)"),
     Lesson("04", "04_quantization.ipynb", "FP32, FP16, BF16, INT8, NF4: bits, memory and quality", 1, 1,
            "any; quantizes SmolLM2 with bitsandbytes on the CPU (skipped with a note without it)"),
-    Lesson("05", "05_distributed_training.ipynb", "DDP, ZeRO and FSDP, run with several processes", 2, 2,
+    Lesson("05", "05_distributed_training.ipynb", "DDP, ZeRO and FSDP, run with several processes", 3, 2,
            "any (CPU processes with gloo); NCCL with 2+ GPUs"),
     Lesson("06", "06_scaling_laws.ipynb", "Compute budgets, Chinchilla, a scaling sweep", 20, 5,
            "any; a GPU runs a wider sweep"),
