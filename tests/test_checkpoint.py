@@ -172,6 +172,24 @@ def test_skip_mode_skips_non_finite_steps_and_logs_no_nan(tmp_path, tokens):
     assert load_checkpoint(tmp_path / "ck").step == 6
 
 
+def test_fp16_overflow_steps_skipped_by_the_grad_scaler_do_not_stop_the_run(tokens, monkeypatch):
+    # with a GradScaler an inf gradient is routine: it skips the step and lowers its scale
+    import utils.train
+
+    scalers = []
+
+    def huge_scale(precision, device):  # 2^40 overflows fp16 gradients at once
+        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0**40))
+        return scalers[-1]
+
+    monkeypatch.setattr(utils.train, "grad_scaler", huge_scale)
+    model = _model()
+    h = train(model, _data(tokens), TrainConfig(steps=4, precision="fp16", **CFG), progress=False)
+    assert scalers[0].get_scale() < 2.0**40  # it did overflow and back off
+    assert h.skipped_steps == [] and all(v == v for v in h.loss)  # not counted as divergence
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_save_refuses_non_finite_weights_over_a_checkpoint(tmp_path):
     model = _model()
     save_checkpoint(tmp_path / "ck", model, step=1)
@@ -364,10 +382,26 @@ def _child(tmp_path, ck, out, steps, kill_after=None):
     return proc.returncode == -signal.SIGKILL  # False: it had finished before the kill
 
 
+def _in_process(tmp_path, ck, out, steps):
+    import runpy
+
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(root=str(ROOT)))
+    argv, rng = sys.argv, torch.get_rng_state()
+    sys.argv = [str(script), str(ck), str(out), str(steps)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
+        torch.set_rng_state(rng)
+
+
 def _kill_and_resume(tmp_path, kills: int, seed: int):
     steps = 30
     ref = tmp_path / "reference.safetensors"
-    _child(tmp_path, tmp_path / "ref-ck", ref, steps)
+    _in_process(tmp_path, tmp_path / "ref-ck", ref, steps)  # the uninterrupted run (saves a process start)
     ck, out = tmp_path / "ck", tmp_path / "resumed.safetensors"
     rng = random.Random(seed)
     last_step, killed = 0, 0

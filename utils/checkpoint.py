@@ -134,7 +134,7 @@ def check_checkpoint_dir(path, name: str = "path") -> Path:
     for candidate in (path, old_path(path)):
         if candidate.is_symlink() or (candidate.exists() and not candidate.is_dir()):
             raise ValueError(
-                f"{name}={str(path)!r} is not valid: {str(candidate)!r} is a file, not a checkpoint folder; "
+                f"{name}={str(path)!r} is not valid: {str(candidate)!r} is a file or a link, not a checkpoint folder; "
                 "refusing to replace it. Accepted: a new or empty folder, or an earlier checkpoint"
             )
         if candidate.is_dir() and any(candidate.iterdir()) and not is_course_folder(candidate, KIND):
