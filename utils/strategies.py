@@ -39,10 +39,11 @@ FSDP_STRATEGIES = ("zero2", "zero3", "hybrid")
 ZERO_STAGE = {"single": 0, "ddp": 0, "zero1": 1, "zero2": 2, "zero3": 3, "hybrid": 3}
 #: fp32 training with AdamW: 4 B weights, 4 B gradients, 8 B optimizer states (m, v) per parameter.
 FP32_ADAMW = dict(weight_bytes=4, gradient_bytes=4, optimizer_bytes=8)
-#: Collectives counted, and which argument holds the full (unsharded) payload.
+#: Collectives counted: position and keyword of the argument that holds the full (unsharded) payload.
 _COLLECTIVES = {
-    "all_reduce": 0, "broadcast": 0, "all_gather_single": 0, "all_gather_into_tensor": 0,
-    "reduce_scatter_single": 1, "reduce_scatter_tensor": 1,
+    "all_reduce": (0, "tensor"), "broadcast": (0, "tensor"),
+    "all_gather_single": (0, "output_tensor"), "all_gather_into_tensor": (0, "output_tensor"),
+    "reduce_scatter_single": (1, "input"), "reduce_scatter_tensor": (1, "input"),
 }
 
 
@@ -153,22 +154,19 @@ class CollectiveCounter:
     def reset(self) -> None:
         self.calls = {}
 
-    def _counting(self, name, fn, payload_arg):
+    def _counting(self, name, fn, where):
+        position, keyword = where
+
         def counted(*args, **kwargs):
             depth = getattr(self._depth, "n", 0)
             if depth == 0:  # count the outermost call only (one collective may call another)
-                tensor = args[payload_arg] if len(args) > payload_arg else next(
-                    v for k, v in kwargs.items() if k in ("tensor", "output_tensor", "output", "input"))
-                if name.startswith("reduce_scatter") and len(args) <= 1:
-                    tensor = kwargs.get("input", tensor)
-                group = kwargs.get("group")
-                g = torch.distributed.get_world_size(group)
+                tensor = args[position] if len(args) > position else kwargs[keyword]
+                g = torch.distributed.get_world_size(kwargs.get("group"))
                 nbytes = tensor.numel() * tensor.element_size()
-                sent = nbytes * (g - 1) / g * (2 if name == "all_reduce" else 1)
                 row = self.calls.setdefault(name, [0, 0, 0.0])
                 row[0] += 1
                 row[1] += nbytes
-                row[2] += sent
+                row[2] += nbytes * (g - 1) / g * (2 if name == "all_reduce" else 1)
             self._depth.n = depth + 1
             try:
                 return fn(*args, **kwargs)
