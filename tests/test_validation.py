@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils import data, labs, models, objectives, pretrained, quant, tokenizer, train
+from utils import data, env, labs, memory, models, objectives, pretrained, quant, tokenizer, train
 from utils.env import cache_dir, fast_or_full, is_fast
 from utils.io import CacheWarning, load_cached, save_atomically, store_cached, verify_folder
 from utils.validate import check_bool, check_fraction, check_int, check_number
@@ -416,6 +416,12 @@ CASES = [
     (pretrained.generate, {"model": None, "tokenizer": None, "prompt": "hi"}, "max_new_tokens", "int", dict(minimum=1)),
     (pretrained.embed, {"model": None, "tokenizer": None, "sentences": "hi"}, "batch_size", "int", dict(minimum=1)),
     (labs.check, {"answer": 1.0}, "exercise_id", "choice", dict(choices=labs.EXERCISES)),
+    (memory.model_memory, {}, "n_params", "number", dict(minimum=0)),
+    (memory.model_memory, {"n_params": 1e9}, "dtype", "choice", dict(choices=memory.BYTES_PER_DTYPE)),
+    (memory.activation_memory, {"seq_len": 128, "batch_size": 2, "hidden_size": 64, "n_heads": 4}, "n_layers", "int", dict(minimum=1)),
+    (memory.zero_memory_per_device, {"n_params": 1e9, "stage": 1}, "n_devices", "int", dict(minimum=1)),
+    (memory.gpus_needed, {"n_params": 1e9, "task": "pretrain"}, "gpu", "choice", dict(choices=memory.GPUS)),
+    (env.get_device, {}, "prefer", "choice", dict(choices=env.DEVICE_CHOICES)),
 ]
 
 
