@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils import data, env, labs, memory, models, objectives, pretrained, quant, tokenizer, train
+from utils import checkpoint, data, env, labs, memory, models, objectives, pretrained, quant, tokenizer, train
 from utils.env import cache_dir, fast_or_full, is_fast
 from utils.io import CacheWarning, load_cached, save_atomically, store_cached, verify_folder
 from utils.validate import check_bool, check_fraction, check_int, check_number
@@ -362,6 +362,9 @@ def _bad(kind, minimum=None, maximum=None, choices=(), none_ok=False):
         low = st.floats(max_value=minimum, exclude_max=True) if minimum is not None else st.nothing()
         high = st.floats(min_value=maximum, exclude_min=True) if maximum is not None else st.nothing()
         return st.one_of(common, low, high, st.sampled_from([math.nan, math.inf, -math.inf]))
+    if kind == "path":  # not a path at all
+        return st.one_of(st.nothing() if none_ok else st.none(), st.booleans(), st.integers(), st.floats(),
+                         st.just(""), st.just("   "), st.lists(st.text(max_size=2), max_size=2))
     return st.one_of(st.none(), st.integers(), st.text(max_size=6).filter(lambda s: s not in choices))
 
 
@@ -422,6 +425,10 @@ CASES = [
     (memory.zero_memory_per_device, {"n_params": 1e9, "stage": 1}, "n_devices", "int", dict(minimum=1)),
     (memory.gpus_needed, {"n_params": 1e9, "task": "pretrain"}, "gpu", "choice", dict(choices=memory.GPUS)),
     (env.get_device, {}, "prefer", "choice", dict(choices=env.DEVICE_CHOICES)),
+    (checkpoint.load_checkpoint, {}, "path", "path", {}),
+    (train.train, {"model": torch.nn.Linear(2, 2), "data": []}, "resume_from", "path", dict(none_ok=True)),
+    (train.train, {"model": torch.nn.Linear(2, 2), "data": []}, "checkpoint_dir", "path", dict(none_ok=True)),
+    (train.train, {"model": torch.nn.Linear(2, 2), "data": []}, "checkpoint_every", "int", dict(minimum=0)),
 ]
 
 

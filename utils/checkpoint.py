@@ -260,6 +260,8 @@ def load_checkpoint(
     overwrite the restored learning rate). ``device``: where the model's weights go (default: where the
     model's parameters are).
     """
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
+        raise ValueError(f"path={path!r} is not valid; accepted: a checkpoint folder path (str or pathlib.Path)")
     path = Path(path).expanduser()
     old = old_path(path)
     if not path.exists() and is_course_folder(old, KIND):

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -476,6 +477,8 @@ def train(
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=0)
     if checkpoint_every and checkpoint_dir is None:
         raise ValueError(f"checkpoint_every={checkpoint_every!r} needs a checkpoint_dir; accepted: 0 without one")
+    if resume_from is not None and (not isinstance(resume_from, (str, os.PathLike)) or not str(resume_from).strip()):
+        raise ValueError(f"resume_from={resume_from!r} is not valid; accepted: a checkpoint folder path or None")
     if checkpoint_dir is not None:  # refuse a folder of other files now, not after an hour of training
         checkpoint_dir = check_checkpoint_dir(checkpoint_dir, "checkpoint_dir")
     limits = _model_limits(model)
