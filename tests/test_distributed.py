@@ -169,8 +169,8 @@ def test_zero3_moves_one_and_a_half_times_ddp(reports):
 def test_mixed_precision_halves_all_gather_and_stays_close(reference):
     (r0, _) = run(DistConfig("zero3", 2, steps=STEPS, mixed_precision=True))
     _, n_params = _tiny_shapes()
-    assert r0.comm["all_gather_single"][1] == 2 * (2 * n_params)  # two all-gathers of bf16 = 2 bytes/param
-    assert r0.comm["reduce_scatter_single"][1] == 4 * n_params  # gradients reduced in fp32
+    assert r0.comm["all_gather"][1] == 2 * (2 * n_params)  # two all-gathers of bf16 = 2 bytes/param
+    assert r0.comm["reduce_scatter"][1] == 4 * n_params  # gradients reduced in fp32
     torch.testing.assert_close(torch.tensor(r0.losses[:1]), torch.tensor(reference.losses[:1]), rtol=0, atol=0.05)
 
 

@@ -39,11 +39,14 @@ FSDP_STRATEGIES = ("zero2", "zero3", "hybrid")
 ZERO_STAGE = {"single": 0, "ddp": 0, "zero1": 1, "zero2": 2, "zero3": 3, "hybrid": 3}
 #: fp32 training with AdamW: 4 B weights, 4 B gradients, 8 B optimizer states (m, v) per parameter.
 FP32_ADAMW = dict(weight_bytes=4, gradient_bytes=4, optimizer_bytes=8)
-#: Collectives counted: position and keyword of the argument that holds the full (unsharded) payload.
+#: Collectives counted: the name they are reported under (torch 2.13 calls them *_single, older releases
+#: *_into_tensor / *_tensor), and the position and keyword of the argument holding the full payload.
 _COLLECTIVES = {
-    "all_reduce": (0, "tensor"), "broadcast": (0, "tensor"),
-    "all_gather_single": (0, "output_tensor"), "all_gather_into_tensor": (0, "output_tensor"),
-    "reduce_scatter_single": (1, "input"), "reduce_scatter_tensor": (1, "input"),
+    "all_reduce": ("all_reduce", 0, "tensor"), "broadcast": ("broadcast", 0, "tensor"),
+    "all_gather_single": ("all_gather", 0, "output_tensor"),
+    "all_gather_into_tensor": ("all_gather", 0, "output_tensor"),
+    "reduce_scatter_single": ("reduce_scatter", 1, "input"),
+    "reduce_scatter_tensor": ("reduce_scatter", 1, "input"),
 }
 
 
@@ -154,8 +157,8 @@ class CollectiveCounter:
     def reset(self) -> None:
         self.calls = {}
 
-    def _counting(self, name, fn, where):
-        position, keyword = where
+    def _counting(self, fn, where):
+        name, position, keyword = where
 
         def counted(*args, **kwargs):
             depth = getattr(self._depth, "n", 0)
@@ -182,7 +185,7 @@ class CollectiveCounter:
         originals = {name: getattr(dist, name) for name in _COLLECTIVES if hasattr(dist, name)}
         try:
             for name, fn in originals.items():
-                setattr(dist, name, self._counting(name, fn, _COLLECTIVES[name]))
+                setattr(dist, name, self._counting(fn, _COLLECTIVES[name]))
             yield self
         finally:
             for name, fn in originals.items():
