@@ -60,7 +60,7 @@ def _compiled(model):
 
 
 class StepProfiler:
-    """``torch.profiler`` over a few timed steps of one loop; writes the op tables to ``folder/<name>.txt``.
+    """``torch.profiler`` over a few steps of one loop; writes the op tables to ``folder/<name>.txt``.
 
     ``step()`` is called once per optimizer step; recording covers steps ``start`` .. ``start + count - 1``.
     Off (every call a no-op) when ``folder`` is None.
@@ -164,6 +164,8 @@ def compare(args) -> dict:
     precision = resolve_precision(args.precision, device)
     base, batches = model_and_batches(args)
     compiles = [False, True] if device.type == "cuda" and not args.no_compile else [False]
+    if args.compile_only:
+        compiles = [True]
     rows = []
     for compiled in compiles:
         cfg = TrainConfig(
@@ -246,7 +248,8 @@ def gpt2(args) -> dict:
     )
     fpt = model_flops_per_token(model, args.seq_len)
     t = time.perf_counter()
-    profiler = StepProfiler(args.profile, "gpt2-train", args.warmup + 1) if args.profile else None
+    # profile warm-up steps 2 .. warmup-1 (after the compiling first step): the timed steps stay clean
+    profiler = StepProfiler(args.profile, "gpt2-train", 2, args.warmup - 2) if args.profile and args.warmup >= 4 else None
     tps = course_loop(model, batches, cfg, args.warmup, args.progress, profiler)
     total_s = time.perf_counter() - t
     peak = args.peak_tflops * 1e12 if args.peak_tflops else device_peak_flops(device)
@@ -313,6 +316,7 @@ def main(argv=None) -> dict:
         "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
     )
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile on the GPU")
+    p.add_argument("--compile-only", action="store_true", help="compare mode: only the torch.compile runs")
     p.add_argument("--peak-tflops", type=float, default=None, help="gpt2 mode: peak to compute MFU against")
     p.add_argument("--allow-cpu", action="store_true", help="gpt2 mode: run on CPU anyway (smoke test)")
     p.add_argument("--progress", action="store_true", help="show train()'s progress bar")

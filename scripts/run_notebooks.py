@@ -86,7 +86,8 @@ def execute(path: Path, timeout: int, kernel: str = "python3"):
         client.execute()
         return nb, None
     except CellExecutionError as exc:
-        return nb, str(exc).splitlines()[0] if str(exc) else repr(exc)
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        return nb, "\n".join(lines[:3] + ["..."] + lines[-6:]) if len(lines) > 9 else "\n".join(lines) or repr(exc)
     except Exception as exc:  # kernel died, timeout, ...
         return nb, f"{type(exc).__name__}: {exc}"
 

@@ -90,7 +90,7 @@ def test_formats_shrink_the_blocks_and_keep_the_outputs_close(device):
     # 4 bits + double-quantized block scales (4.127 bits) + a few fixed statistics per layer, which weigh more
     # in matrices this small than in SmolLM2's (0.130 there)
     assert 0.129 < blocks["nf4"] / blocks["fp32"] < 0.16 and blocks["fp4"] == blocks["nf4"]
-    assert err["fp32"] == 0 and err["bf16"] < 0.02 and err["int8"] < 0.05
+    assert err["fp32"] < 1e-5 and err["bf16"] < 0.02 and err["int8"] < 0.05  # fp32: GPU kernels round differently
     assert err["int8"] < err["nf4"] < 0.3 and err["fp4"] < 0.3
     assert quantize_model(model, "fp32", "cpu") is not model  # a copy: the caller's model is untouched
     assert all(type(m) is not nn.Linear or m.weight.dtype == torch.float32 for m in model.modules())

@@ -151,7 +151,8 @@ class GenerationRun:
     seconds: float  # wall time of the timed generation (after one warm-up call)
     tokens_per_s: float  # new_tokens / seconds
     peak_bytes: int | None  # CUDA: max allocated during the timed call; None elsewhere
-    resident_bytes: int | None  # CUDA: allocated before it (the model's weights and buffers)
+    resident_bytes: int | None  # CUDA: allocated before the first call (the model and its inputs, nothing else
+    # if the caller holds nothing else there); the peak also counts cuBLAS's workspace (32 MiB on an H100/H200)
     text: str  # the continuation, decoded
 
 
@@ -164,12 +165,14 @@ def measure_generation(model, tokenizer, prompt: str, max_new_tokens: int = 32) 
     enc = tokenizer(prompt, return_tensors="pt").to(device)
     kwargs = dict(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False,
                   pad_token_id=tokenizer.eos_token_id)
-    model.generate(**enc, **{**kwargs, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up: kernels, caches
     cuda = device.type == "cuda"
+    if cuda:  # before any kernel runs: the model alone (cuBLAS then adds a 32 MiB workspace to the allocator)
+        torch.cuda.synchronize(device)
+        resident = torch.cuda.memory_allocated(device)
+    model.generate(**enc, **{**kwargs, "max_new_tokens": 2, "min_new_tokens": 2})  # warm-up: kernels, caches
     if cuda:
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-        resident = torch.cuda.memory_allocated(device)
     t0 = time.perf_counter()
     out = model.generate(**enc, **kwargs)
     if cuda:

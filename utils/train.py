@@ -27,6 +27,13 @@ import torch
 
 from utils.checkpoint import check_checkpoint_dir, load_checkpoint, save_checkpoint
 from utils.env import DEVICE_CHOICES, bf16_supported, get_device, no_bf16_forced, progress_bar
+from utils.guards import (
+    NonFiniteGuard,
+    NonFiniteLossError,  # noqa: F401 (re-exported: the error train() raises)
+    check_batch,
+    check_token_batches,
+    model_limits,
+)
 from utils.objectives import OBJECTIVES, check_token_ids, make_batch
 from utils.validate import check_bool, check_choice, check_fraction, check_int, check_number
 
@@ -352,94 +359,6 @@ def forward_backward(
     return total
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss or the gradient norm became NaN or infinite: the run diverged (``on_nonfinite="stop"``)."""
-
-
-def _nonfinite(loss: torch.Tensor, grads) -> str | None:
-    """What is not finite this step ("loss", "gradient norm"), or None; one device sync.
-
-    ``grads``: the clipped gradient norm, the parameters (norm computed here), or None (not checked)."""
-    if isinstance(grads, list):
-        norms = [torch.linalg.vector_norm(p.grad.detach().float()) for p in grads if p.grad is not None]
-        grads = torch.linalg.vector_norm(torch.stack(norms)) if norms else None
-    values = [loss.detach().float().reshape(())] + ([grads.detach().float().reshape(()).to(loss.device)] if grads is not None else [])
-    finite = torch.isfinite(torch.stack(values)).tolist()
-    if not finite[0]:
-        return f"the loss is {loss.item()}"
-    if len(finite) > 1 and not finite[1]:
-        return f"the gradient norm is {grads.item()}"
-    return None
-
-
-def _skip_or_stop(problem: str, step: int, lr: float, cfg: TrainConfig, scaler, history: History) -> None:
-    """Raise :class:`NonFiniteLossError` (``on_nonfinite="stop"``), or record a skipped step."""
-    if cfg.on_nonfinite == "stop":
-        raise NonFiniteLossError(
-            f"step {step}: {problem} (learning rate {lr:.3g}): the training diverged and stopped before "
-            f"updating the weights (checkpoints already written are kept). Lower the learning rate (cfg.lr={cfg.lr:g}), "
-            "keep grad_clip on, or pass TrainConfig(on_nonfinite='skip') to skip such steps instead."
-        )
-    history.skipped_steps.append(step)
-    if scaler is not None:  # what the scaler does after an overflow: lower the scale, no step
-        scaler.update(scaler.get_scale() * scaler.get_backoff_factor())
-
-
-def _model_limits(model) -> tuple[int | None, int | None]:
-    """(vocabulary size, longest sequence) of a transformers model; None where it has no such limit."""
-    config = getattr(model, "config", None)
-    vocab = getattr(config, "vocab_size", None)
-    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if embeddings is not None and hasattr(embeddings, "num_embeddings"):
-        vocab = embeddings.num_embeddings
-    positions = getattr(config, "max_position_embeddings", None)  # None for T5 (relative positions)
-    return vocab, positions
-
-
-def _check_ids_fit(name: str, ids: torch.Tensor, vocab: int | None, where: str) -> None:
-    if vocab is None or ids.numel() == 0:
-        return
-    real = ids[ids != -100]  # IGNORE_INDEX in labels
-    if real.numel() and (int(real.max()) >= vocab or int(real.min()) < 0):
-        bad = int(real.max()) if int(real.max()) >= vocab else int(real.min())
-        raise ValueError(
-            f"data: {where} has {name} id {bad}, but the model's vocabulary has ids 0..{vocab - 1}; accepted: "
-            f"ids below {vocab} (tokenize with the model's tokenizer, or build the model with vocab_size > {bad})"
-        )
-
-
-def _check_token_batches(data: TokenBatches, vocab: int | None, positions: int | None) -> None:
-    _check_ids_fit("token", data.tokens, vocab, "tokens")
-    if positions is not None and data.seq_len > positions:
-        raise ValueError(
-            f"data: seq_len={data.seq_len} is longer than the model's {positions} positions; accepted: "
-            f"seq_len <= {positions}"
-        )
-
-
-def _check_batch(batch, step: int, vocab: int | None, positions: int | None) -> None:
-    """Clear errors, before the step, for what would fail deep inside the model."""
-    where = f"batch {step}"
-    if not isinstance(batch, dict) or not isinstance(batch.get("input_ids"), torch.Tensor):
-        got = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
-        raise ValueError(f"data: {where} is {got}; accepted: a dict with 'input_ids' and 'labels' tensors")
-    if "labels" not in batch:
-        raise ValueError(
-            f"data: {where} has no 'labels' (keys {sorted(batch)}): the model computes no loss without them; "
-            "accepted: batches from utils.objectives (make_batch) or TokenBatches"
-        )
-    ids = batch["input_ids"]
-    if ids.dim() != 2 or ids.is_floating_point() or ids.dtype == torch.bool:
-        raise ValueError(f"data: {where} input_ids has shape {tuple(ids.shape)}, {ids.dtype}; accepted: (B, T) integers")
-    if positions is not None and ids.shape[1] > positions:
-        raise ValueError(
-            f"data: {where} has sequences of {ids.shape[1]} tokens, longer than the model's {positions} "
-            f"positions; accepted: at most {positions} (a shorter seq_len)"
-        )
-    _check_ids_fit("token", ids, vocab, where)
-    _check_ids_fit("label", batch["labels"], vocab, where)
-
-
 def train(
     model: torch.nn.Module,
     data: Iterable[dict],
@@ -481,9 +400,9 @@ def train(
         raise ValueError(f"resume_from={resume_from!r} is not valid; accepted: a checkpoint folder path or None")
     if checkpoint_dir is not None:  # refuse a folder of other files now, not after an hour of training
         checkpoint_dir = check_checkpoint_dir(checkpoint_dir, "checkpoint_dir")
-    limits = _model_limits(model)
+    limits = model_limits(model)
     if isinstance(data, TokenBatches):
-        _check_token_batches(data, *limits)
+        check_token_batches(data, *limits)
     device = get_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     model.to(device)
@@ -493,6 +412,8 @@ def train(
         optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
     )
     scaler = grad_scaler(precision, device)
+    # fused AdamW (CUDA) can cancel an update on the device: the NaN/inf check then never stalls the GPU
+    guard = NonFiniteGuard(optimizer, scaler, cfg.on_nonfinite, cfg.lr, deferred=bool(optimizer.defaults.get("fused")))
     forward = torch.compile(model) if cfg.compile else model
     params = [p for group in optimizer.param_groups for p in group["params"]]
 
@@ -545,7 +466,7 @@ def train(
                 raise ValueError(
                     f"data ran out after {step - 1} batches; cfg.steps={cfg.steps} needs more"
                 ) from None
-            _check_batch(batch, step, *limits)
+            check_batch(batch, step, *limits, values=step == start + 1)
             if batch["input_ids"].shape[0] != cfg.batch_size:
                 raise ValueError(
                     f"data gave a batch of {batch['input_ids'].shape[0]} sequences but "
@@ -557,26 +478,22 @@ def train(
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             if cfg.grad_clip:
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            # with a GradScaler an inf gradient is routine (it skips that step and lowers its scale): there
-            # only the loss counts; without one a NaN/inf loss or gradient norm means the run diverged
-            problem = _nonfinite(loss, None if scaler else grad_norm if cfg.grad_clip else params)
-            if problem:
-                _skip_or_stop(problem, step, lr, cfg, scaler, history)
-            elif scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
+            # the update, unless the loss (or, without a GradScaler, the gradient norm) is NaN/inf
+            bad = guard.step(step, lr, loss, grad_norm if cfg.grad_clip else None, params, history)
             optimizer.zero_grad(set_to_none=True)
             with warnings.catch_warnings():  # after a step the GradScaler skipped (fp16 overflow) torch warns
                 warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)`")
                 scheduler.step()
             tokens_seen += batch["input_ids"].numel()
-            if not problem:  # a skipped step adds no loss: the logged mean stays finite
+            if guard.deferred:  # a bad step adds no loss; it is taken off the count when the flags are read
+                interval_loss += torch.where(bad, torch.zeros_like(loss), loss)
+                interval_steps += 1
+            elif not bad:
                 interval_loss += loss
                 interval_steps += 1
 
             if step % cfg.log_every == 0 or step == cfg.steps:
+                interval_steps -= guard.flush(history, step)
                 # .item() syncs: only at log steps (nan when every step since the last record was skipped)
                 mean_loss = interval_loss.item() / interval_steps if interval_steps else float("nan")
                 now = time.perf_counter()
@@ -598,12 +515,14 @@ def train(
             if checkpoint_dir is not None and (
                 (checkpoint_every and step % checkpoint_every == 0) or step == cfg.steps
             ):
+                interval_steps -= guard.flush(history, step)  # never save after an unreported bad step
                 save(step)
             bar.update(1)
             if step % cfg.log_every == 0:  # evaluation and saving are not training throughput
                 t_last, tokens_last = time.perf_counter(), tokens_seen
             if callback is not None and callback(step, history):
                 break
+        guard.flush(history, step)
     finally:
         bar.close()
     return history
