@@ -48,6 +48,11 @@ def test_fertility_counts_characters_words_tokens_without_separators(tok):
     assert f.tokens_per_word == expected_tokens / 5 and f.tokens_per_char == expected_tokens / 25
 
 
+def test_fertility_keeps_blank_lines_inside_a_document(tok):
+    text = "The parser.\n\nThe token."
+    assert fertility(tok, text) == Fertility(characters=len(text), words=4, tokens=len(tok.encode(text)))
+
+
 def test_fertility_is_lower_on_the_domain_the_tokenizer_was_trained_on(tok):
     prose = fertility(tok, "The parser reads the next token and returns the value of the function.")
     code = fertility(tok, "def _xq(zz_kw, **vv): return isinstance(zz_kw, frozenset) or vv")

@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from utils.data import split_documents
+from utils.data import DOCUMENT_SEPARATOR
 from utils.env import check_choice
 
 #: What counts as a word for :func:`word_splits`: an English word or a Python identifier.
@@ -56,7 +56,8 @@ class Fertility:
 def _check_text(text) -> list[str]:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    documents = split_documents(text)
+    # only at the separator: blank lines inside a document are part of its text (and of its token count)
+    documents = [d for d in text.split(DOCUMENT_SEPARATOR) if d.strip()]
     if not documents:
         raise ValueError("text is empty (or only whitespace); pass some text to measure")
     return documents
