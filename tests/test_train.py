@@ -319,3 +319,12 @@ def test_evaluate_and_history_round_trip(tokens):
     assert model.training  # evaluate() restores the mode
     h = History(step=[1, 2], loss=[3.0, 2.0], eval_step=[2], eval_loss=[2.5])
     assert History.from_dict(json.loads(json.dumps(h.to_dict()))) == h
+
+
+def test_different_seeds_give_different_streams_and_seed_0_is_unchanged(tokens):
+    a, b, c = (TokenBatches(tokens, "clm", 4, 16, seed=s) for s in (0, 1, 4))
+    assert not torch.equal(a.batch(3)["input_ids"], b.batch(3)["input_ids"])  # seed * 2**32 + i made these equal
+    assert not torch.equal(b.batch(3)["input_ids"], c.batch(3)["input_ids"])
+    g = torch.Generator().manual_seed(3)  # seed 0: the recipe the committed notebooks were run with
+    starts = torch.randint(0, len(tokens) - 16 + 1, (4,), generator=g)
+    assert torch.equal(a.batch(3)["input_ids"][:, 0], tokens[starts])

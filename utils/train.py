@@ -172,6 +172,17 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device) -> torch.op
 # ---------------------------------------------------------------------------------------------- data
 
 
+def batch_seed(seed: int, index: int) -> int:
+    """The generator seed of batch ``index`` of a stream seeded ``seed`` (what :class:`TokenBatches` uses).
+
+    torch's CPU generator (mt19937) keeps only the low 32 bits of a seed, so ``seed * 2**32 + index`` would
+    give every seed the same stream. Instead each seed starts the index at its own point of a Weyl sequence
+    (``seed`` times 2**32 / golden ratio, mod 2**32): streams of different seeds meet only ~10^9 batches
+    apart, and seed 0 keeps the plain ``index``.
+    """
+    return (index + seed * 0x9E3779B9) % 2**32
+
+
 class TokenBatches:
     """Infinite, deterministic batches of random windows of ``tokens``, with an objective applied.
 
@@ -213,7 +224,7 @@ class TokenBatches:
 
     def batch(self, index: int) -> dict[str, torch.Tensor]:
         """Batch number ``index`` (does not move the position)."""
-        g = torch.Generator().manual_seed(self.seed * 2**32 + index)
+        g = torch.Generator().manual_seed(batch_seed(self.seed, index))
         starts = torch.randint(
             0, len(self.tokens) - self.seq_len + 1, (self.batch_size,), generator=g
         )  # (B,)
