@@ -30,12 +30,7 @@ V = 128
 CFG = dict(batch_size=8, lr=3e-3, warmup_steps=2, log_every=1, eval_every=0, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

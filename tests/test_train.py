@@ -33,13 +33,7 @@ OBJECTIVE = {  # model family -> (objective, the special ids it needs)
 FAST = dict(lr=3e-3, warmup_steps=3, log_every=5, eval_every=10, eval_batches=2, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and lose 5-10x when another process shares the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
