@@ -1,6 +1,7 @@
 """utils.scaling: compute accounting against Brown et al.'s table, the Chinchilla frontier against a numeric
 minimisation, the fitter against synthetic runs with known constants, and bad input."""
 
+import math
 import subprocess
 import sys
 
@@ -184,3 +185,25 @@ def test_lecture_table_is_twenty_tokens_per_parameter():
     for name, expected in (("Chinchilla", 1.4e12), ("LLaMA-65B", 1.3e12), ("GPT-3", 3.5e12), ("BLOOM", 3.5e12)):
         assert 20 * LARGE_MODELS[name][0] == pytest.approx(expected, rel=0.01), name
     assert LARGE_MODELS["GPT-3"][1] / LARGE_MODELS["GPT-3"][0] == pytest.approx(1.71, rel=0.01)
+
+
+def test_train_for_budget_spends_the_budget_and_caches(tmp_path):
+    import torch
+
+    from utils.scaling import train_for_budget
+
+    tokens = torch.randint(0, 64, (5000,), generator=torch.Generator().manual_seed(0))
+    shape = dict(n_layers=1, d_model=16, n_heads=1)
+    kwargs = dict(batch_size=2, seq_len=16, eval_batches=2, cache=tmp_path)
+    first = train_for_budget(6e7, tokens[:4000], tokens[4000:], shape, **kwargs)
+    tokens_per_step = 2 * 16
+    # D = C / 6N to within one step's tokens, N = all parameters (Chinchilla's count)
+    assert abs(first["n_tokens"] - 6e7 / (6 * first["n_params_total"])) <= tokens_per_step / 2
+    assert first["n_params"] < first["n_params_total"] and math.isfinite(first["loss"])
+    again = train_for_budget(6e7, tokens[:4000], tokens[4000:], shape, **kwargs)
+    assert again == first  # read back from disk: even the measured seconds are the first run's
+    assert len(list(tmp_path.glob("run-*.json"))) == 1
+    kaplan = train_for_budget(6e7, tokens[:4000], tokens[4000:], shape, count="non_embedding", **kwargs)
+    assert kaplan["n_tokens"] > first["n_tokens"]  # fewer counted parameters, more tokens for the budget
+    with pytest.raises(ValueError, match="count"):
+        train_for_budget(6e7, tokens[:4000], tokens[4000:], shape, count="all", **kwargs)

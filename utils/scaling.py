@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -308,3 +309,80 @@ def fit_scaling_law(n_params, n_tokens, losses, *, delta: float = 1e-3, n_starts
         ci[name] = (float(lo), float(hi))
     return ScalingFit(_to_law(best, f"fitted to {len(n)} runs"), ci, best_obj * delta, len(n), confidence,
                       tuple(samples))
+
+
+# ------------------------------------------------------------------ one run of a sweep (imports torch)
+
+
+def train_for_budget(compute_flops: float, train_tokens, eval_tokens, shape: dict, *, batch_size: int = 8,
+                     seq_len: int = 128, lr: float = 3e-3, eval_batches: int = 32, seed: int = 0,
+                     count: str = "total", threads: int | None = 1, cache=None) -> dict:
+    """Train a fresh decoder of ``shape`` for the budget ``C = 6 N D`` and return its held-out loss.
+
+    ``shape``: :func:`utils.models.model_config` overrides of the "small" preset (``n_layers``,
+    ``d_model``, ``n_heads``, optionally ``d_ff``; ``d_ff`` defaults to 4 x ``d_model``). ``count``: the N of
+    the budget, "total" parameters (Hoffmann et al.) or "non_embedding" ones (Kaplan et al.); D = steps x
+    ``batch_size`` x ``seq_len`` with steps rounded from ``C / (6 N)``. The learning rate warms up over 5% of the steps and decays by cosine to 10% at the
+    last one (Hoffmann et al.: the schedule must fit the run's length). The loss is the mean over the
+    same ``eval_batches`` windows of ``eval_tokens`` for every run. ``cache``: a folder; a run whose
+    inputs (budget, shape, settings, data, device) were seen before is read from its JSON file there.
+    ``threads``: CPU threads during the run (1: models this small gain little from a second thread and,
+    on a busy machine, lose many times over waiting for it; None keeps torch's setting).
+    """
+    import hashlib
+    import json
+    import time
+
+    import torch
+
+    from utils.env import get_device, seed_everything
+    from utils.flops import training_flops_per_token
+    from utils.models import build_model, count_parameters, model_config
+    from utils.train import TokenBatches, TrainConfig, evaluate, train
+
+    _positive("compute_flops", compute_flops)
+    check_choice("count", count, ("total", "non_embedding"))
+    shape = {"d_ff": 4 * shape.get("d_model", 0), **shape}
+    vocab_size = int(max(train_tokens.max(), eval_tokens.max())) + 1
+    config = model_config("decoder", "small", vocab_size, max_seq_len=seq_len, **shape)
+    device = get_device()
+    settings = dict(compute_flops=float(compute_flops), shape=shape, batch_size=batch_size, seq_len=seq_len,
+                    lr=lr, eval_batches=eval_batches, seed=seed, vocab_size=vocab_size, device=device.type,
+                    count=count)
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for t in (train_tokens, eval_tokens):
+        digest.update(t.numpy().tobytes())
+    path = None if cache is None else Path(cache) / f"run-{digest.hexdigest()[:20]}.json"
+    if path is not None and path.is_file():
+        return json.loads(path.read_text())
+
+    seed_everything(seed)
+    model = build_model(config)
+    counts = count_parameters(model)
+    n_budget = counts.total if count == "total" else counts.non_embedding
+    steps = max(1, round(compute_flops / (6 * n_budget * batch_size * seq_len)))
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=max(1, steps // 20),
+                      eval_every=0, log_every=max(1, steps // 10), seed=seed, device=device.type)
+    data = TokenBatches(train_tokens, "clm", batch_size, seq_len, seed=seed)
+    held_out = TokenBatches(eval_tokens, "clm", batch_size, seq_len, seed=seed + 1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads or before)
+        start = time.perf_counter()
+        history = train(model, data, cfg, progress=False)
+        seconds = time.perf_counter() - start
+        loss = evaluate(model, [held_out.batch(i) for i in range(eval_batches)], device)
+    finally:
+        torch.set_num_threads(before)
+    n_tokens = steps * batch_size * seq_len
+    result = dict(settings, n_params=counts.non_embedding, n_params_total=counts.total, steps=steps,
+                  n_tokens=n_tokens, flops=training_flops(n_budget, n_tokens),
+                  flops_per_token=training_flops_per_token(counts.total, config.n_layers, config.d_model,
+                                                           seq_len),
+                  loss=loss,
+                  train_loss=history.loss[-1], seconds=seconds, tokens_per_s=n_tokens / seconds)
+    if path is not None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(path)  # atomic: an interrupted run leaves no half-written result
+    return result
