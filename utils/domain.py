@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from utils.batching import IndexedBatches
 from utils.data import DOCUMENT_SEPARATOR
 from utils.env import check_choice
 
@@ -200,7 +201,7 @@ def _normalised(weights, n_sources: int) -> tuple[float, ...]:
     return tuple(w / total for w in weights)
 
 
-class MixtureBatches:
+class MixtureBatches(IndexedBatches):
     """Batches whose rows come from several batch sources in a stated ratio (a data mixture).
 
     ``MixtureBatches([code_batches, prose_batches], weights=[0.51, 0.49], seed=0)``: the sources are
@@ -260,21 +261,6 @@ class MixtureBatches:
                 out[name][take] = t[take]
         return out
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        out = self.batch(self.position)
-        self.position += 1
-        return out
-
-    def state_dict(self) -> dict:
-        return {"position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["seed"] != self.seed:
-            raise ValueError(f"checkpoint data seed={state['seed']} differs from this mixture's seed={self.seed}")
-        self.position = int(state["position"])
 
     def __repr__(self) -> str:
         ratio = "/".join(f"{w:.0%}" for w in self.weights)

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
+from utils.batching import IndexedBatches
 from utils.checkpoint import check_checkpoint_dir, load_checkpoint, save_checkpoint
 from utils.env import DEVICE_CHOICES, bf16_supported, get_device, no_bf16_forced, progress_bar
 from utils.guards import (
@@ -183,7 +184,7 @@ def batch_seed(seed: int, index: int) -> int:
     return (index + seed * 0x9E3779B9) % 2**32
 
 
-class TokenBatches:
+class TokenBatches(IndexedBatches):
     """Infinite, deterministic batches of random windows of ``tokens``, with an objective applied.
 
     Batch number ``i`` depends only on (``seed``, ``i``): a fresh ``torch.Generator`` seeded with both picks
@@ -231,23 +232,6 @@ class TokenBatches:
         windows = self.tokens[starts[:, None] + torch.arange(self.seq_len)]  # (B, T)
         return make_batch(self.objective, windows, generator=g, **self.ids)
 
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        out = self.batch(self.position)
-        self.position += 1
-        return out
-
-    def state_dict(self) -> dict:
-        return {"position": self.position, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["seed"] != self.seed:
-            raise ValueError(
-                f"checkpoint data seed={state['seed']} differs from this iterator's seed={self.seed}"
-            )
-        self.position = int(state["position"])
 
 
 def split_tokens(tokens: torch.Tensor, eval_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
