@@ -94,8 +94,13 @@ def check_batch(batch, step: int, vocab: int | None, positions: int | None, valu
 
 
 def _grad_norm(params) -> torch.Tensor | None:
-    norms = [torch.linalg.vector_norm(p.grad.detach().float()) for p in params if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack(norms)) if norms else None
+    """The global gradient norm (when clipping is off and so did not compute it)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6: a few fused kernels, not one per tensor
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
 
 
 class NonFiniteGuard:
