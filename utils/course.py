@@ -37,7 +37,7 @@ COURSE_MAP: tuple[Lesson, ...] = (
            "any (CPU processes with gloo); NCCL with 2+ GPUs"),
     Lesson("06", "06_scaling_laws.ipynb", "Compute budgets, Chinchilla, a scaling sweep", 15, 15,
            "any; a GPU runs a wider sweep; the law fit needs scipy (skipped with a note without it)"),
-    Lesson("07", "07_domain_adaptation.ipynb", "Domain-adaptive pre-training: code versus prose", 10, 4,
+    Lesson("07", "07_domain_adaptation.ipynb", "Domain-adaptive pre-training: code versus prose", 8, 4,
            "any (trains 1.3M-parameter models, adapts SmolLM2's top blocks); a GPU trains longer"),
 )
 
