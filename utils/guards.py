@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import torch
 
-#: The label value the loss ignores (``utils.objectives.IGNORE_INDEX``).
-IGNORE_INDEX = -100
+from utils.objectives import IGNORE_INDEX
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -126,10 +125,10 @@ class NonFiniteGuard:
 
         ``grad_norm``: the clipping norm (None without clipping: computed here). Returns whether the step is
         bad -- a Python bool, or with ``deferred`` a device tensor read later."""
-        if self.scaler is None and grad_norm is None:
-            grad_norm = _grad_norm(params)
         if self.scaler is not None:  # overflowing gradients are routine there: the scaler skips them itself
             grad_norm = None
+        elif grad_norm is None:
+            grad_norm = _grad_norm(params)
         flags = self._flags(loss, grad_norm)
         if not self.deferred:
             loss_bad, grad_bad = flags.tolist()  # one sync: free on the CPU
