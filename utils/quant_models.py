@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from utils.env import bf16_supported, check_choice, import_bitsandbytes
+from utils.validate import check_int, check_number
 
 #: What :func:`quantize_model` produces: plain floating-point casts, then bitsandbytes formats.
 MODEL_FORMATS = ("fp32", "bf16", "fp16", "int8", "nf4", "fp4")
@@ -102,8 +103,7 @@ def quantize_model(
     device = torch.device(device)
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not (isinstance(threshold, (int, float)) and threshold >= 0):
-        raise ValueError(f"threshold={threshold!r} is not valid; accepted: a number >= 0")
+    threshold = check_number("threshold", threshold, minimum=0)
     if blocksize not in (32, 64, 128, 256, 512, 1024, 2048, 4096):
         raise ValueError(f"blocksize={blocksize!r} is not valid; accepted: a power of two from 32 to 4096")
     dtype = format_dtype(fmt, device, bf16_ok)
@@ -159,8 +159,7 @@ class GenerationRun:
 @torch.no_grad()
 def measure_generation(model, tokenizer, prompt: str, max_new_tokens: int = 32) -> GenerationRun:
     """Greedy generation speed of ``model`` on its own device (one untimed warm-up call first)."""
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens={max_new_tokens!r} is not valid; accepted: an int >= 1")
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=1)
     device = next(model.parameters()).device
     enc = tokenizer(prompt, return_tensors="pt").to(device)
     kwargs = dict(max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens, do_sample=False,
