@@ -15,7 +15,15 @@ import psutil
 import pytest
 import torch
 
-from utils.distributed import WorkerError, WorkerTimeout, allreduce_parts, choose_backend, demo_worker, launch
+from utils.distributed import (
+    WorkerError,
+    WorkerTimeout,
+    allreduce_parts,
+    choose_backend,
+    demo_worker,
+    launch,
+    process_group_timeout,
+)
 from utils.strategies import (
     STRATEGIES,
     DistConfig,
@@ -204,6 +212,12 @@ def test_worker_failure_names_the_rank_and_leaves_no_orphans(behaviour, error, m
         launch(demo_worker, 2, behaviour, 600, timeout=3)
     assert time.monotonic() - start < 3 + 10  # within the timeout (plus the stop grace)
     assert info.value.rank == 1 or behaviour == "hang"
+
+
+def test_a_collective_outlives_the_launch_timeout():
+    # a rank waiting for a hung peer must not fail with its own "Timed out waiting for recv" before the
+    # launcher reports the hang: under load that error won the race and blamed the healthy rank 0
+    assert all(t > 5 for t in launch(process_group_timeout, 2, timeout=5))
 
 
 def test_workers_exit_when_the_launching_process_is_killed():

@@ -43,6 +43,8 @@ PRELOAD = (
 )
 BACKENDS = ("auto", "gloo", "nccl")
 HOST = "127.0.0.1"
+PEER_GRACE_S = 60.0  # a collective may wait this much longer than the launch timeout (see _worker)
+ROOT_CAUSE_WAIT_S = 2.0  # how long a reported error waits for a peer killed by a signal to show up
 
 
 class WorkerError(RuntimeError):
@@ -153,10 +155,12 @@ def _worker(fn, rank: int, world_size: int, backend: str, port: int, timeout: fl
     try:
         if backend == "nccl":
             torch.cuda.set_device(rank)
-        store = dist.TCPStore(HOST, port, is_master=False, timeout=datetime.timedelta(seconds=timeout))
-        dist.init_process_group(
-            backend, store=store, rank=rank, world_size=world_size, timeout=datetime.timedelta(seconds=timeout)
-        )
+        # the launcher owns the deadline: a collective gets longer than the whole job, so a rank waiting for
+        # a hung peer never fails with its own "timed out in recv" before the launcher reports the hang
+        # (under load that error could win the race and blame the healthy rank)
+        limit = datetime.timedelta(seconds=timeout + PEER_GRACE_S)
+        store = dist.TCPStore(HOST, port, is_master=False, timeout=limit)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, timeout=limit)
         out = fn(Rank(rank, world_size, backend), *args)
         # plain pickle copies tensors into the message; the queue's own pickler would share them through
         # file descriptors that vanish when this process exits
@@ -205,7 +209,7 @@ def _exit_reason(code: int) -> str:
 def _raise_root_cause(procs, rank: int, error: str, tb: str):
     # a peer's death shows up first as a connection error on a healthy rank: look briefly for a rank that
     # was killed by a signal, which is the cause, before blaming the rank that reported
-    deadline = time.monotonic() + 0.5
+    deadline = time.monotonic() + ROOT_CAUSE_WAIT_S
     while time.monotonic() < deadline:
         killed = [(r, p.exitcode) for r, p in enumerate(procs) if p.exitcode is not None and p.exitcode < 0]
         if killed:
@@ -304,6 +308,15 @@ def demo_worker(rank: Rank, behaviour: str = "ok", seconds: float = 60.0):
             time.sleep(seconds)
     dist.barrier()
     return rank.rank, os.getpid()
+
+
+def process_group_timeout(rank: Rank) -> float:
+    """Seconds a collective on this rank waits for its peers before failing (a worker for :func:`launch`)."""
+    import torch
+    from torch.distributed import distributed_c10d as c10d
+
+    device = torch.device("cuda", torch.cuda.current_device()) if rank.backend == "nccl" else torch.device("cpu")
+    return c10d._get_default_group()._get_backend(device).options._timeout.total_seconds()
 
 
 def allreduce_parts(rank: Rank, n: int = 8) -> dict:
