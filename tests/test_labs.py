@@ -182,3 +182,120 @@ def test_lab_outputs_say_not_answered_and_solutions_say_correct():
             assert expected in text, (path.name, c.source, text)
         if path == SOLUTIONS:
             assert all("strict=True" in c.source for c in checks)
+
+
+# ------------------------------------------------------------------ the checking core (issue 14)
+import threading  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+
+from utils.labs import STATUSES, Result, case, check_function, check_value, close, report  # noqa: E402
+
+
+def _ref_q(x):
+    return torch.round(x * 2).to(torch.int8), x.abs().amax()
+
+
+def _learner_q(x):
+    return torch.round(x * 2).to(torch.int8), x.abs().amax()
+
+
+CORE_CASES = [case(torch.randn(16, generator=torch.Generator().manual_seed(0)), label="random"),
+              case(-torch.rand(8) - 0.5, label="negative only")]
+
+
+def _spin(x):
+    while True:
+        pass
+
+
+def _sleep(x):
+    time.sleep(30)
+
+
+@pytest.mark.parametrize("fn, status, words", [
+    (_learner_q, "correct", "all 2 cases"),
+    (lambda x: (_ for _ in ()).throw(NotImplementedError()), "not done yet", "not done yet"),
+    (lambda x: (torch.round(x * 2).to(torch.int8), torch.where(x.amax() > 0, x.abs().amax(), x.amax())), "wrong",
+     "case 2 of 2 (negative only)"),
+    (lambda x: x[99], "invalid", "raised IndexError: index 99"),
+    (lambda x: (x * 2, x.abs().amax()), "invalid", "holds float32 values; the exercise asks for int8"),
+    (lambda x: (torch.round(x * 2).to(torch.int8), torch.tensor(float("nan"))), "invalid", "NaN"),
+    (lambda x: torch.round(x * 2).to(torch.int8), "invalid", "not a tuple of 2 values"),
+    (lambda x: (torch.round(x * 2).to(torch.int8),), "invalid", "holds 1 values, not 2"),
+    (_spin, "invalid", "took longer than 0.5 s"),
+    (_sleep, "invalid", "took longer than 0.5 s"),
+    (42, "invalid", "expected a function"),
+])
+def test_check_function_tells_the_statuses_apart(fn, status, words):
+    t0 = time.perf_counter()
+    r = check_function(fn, _ref_q, CORE_CASES, name="q", time_limit_s=0.5)
+    assert r.status == status and words in r.message, r
+    assert time.perf_counter() - t0 < 10
+    assert "Traceback" not in repr(r) and repr(r).startswith("[") and "\n" not in repr(r)
+    assert bool(r) == (status == "correct")
+
+
+def test_a_spinning_function_is_stopped_not_left_running():
+    before = set(threading.enumerate())
+    assert check_function(_spin, _ref_q, CORE_CASES, name="q", time_limit_s=0.2).status == "invalid"
+    started = set(threading.enumerate()) - before
+    deadline = time.time() + 5
+    while time.time() < deadline and any(t.is_alive() for t in started):
+        time.sleep(0.05)
+    assert not any(t.is_alive() for t in started)
+
+
+def test_hints_are_tried_in_order_and_a_failing_predicate_is_skipped():
+    hints = [(lambda got, exp, c: 1 / 0, "broken"), (lambda got, exp, c: close(got[1], exp[1] * -1), "use |x|"),
+             (lambda got, exp, c: True, "fallback")]
+    r = check_function(lambda x: (torch.round(x * 2).to(torch.int8), x.amin()), _ref_q, CORE_CASES[1:], name="q",
+                       hints=hints)
+    assert r.status == "wrong" and r.hint == "use |x|"
+
+
+def test_learner_changing_inputs_in_place_cannot_change_the_reference():
+    def learner(x):
+        x.mul_(0)
+        return torch.round(x * 2).to(torch.int8), x.abs().amax()
+
+    assert check_function(learner, _ref_q, CORE_CASES, name="q").status == "wrong"
+
+
+@pytest.mark.parametrize("answer, status", [
+    (None, "not done yet"), (..., "not done yet"), (3.0, "correct"), (3.0000001, "correct"), (3.1, "wrong"),
+    ("3", "invalid"), (True, "invalid"), (10**400, "invalid"), (float("nan"), "invalid"), (float("inf"), "invalid"),
+    (torch.tensor(3.0), "correct"), ([3.0], "invalid"),
+])
+def test_check_value(answer, status):
+    r = check_value(answer, 3.0, name="v", hints=[(lambda a, e, c: True, "think again")])
+    assert r.status == status, r
+    assert "3.0" not in r.message.replace("3.0000001", "") or status != "wrong"
+    if status == "wrong":
+        assert r.hint == "think again"
+
+
+def test_check_value_never_shows_the_expected_value():
+    r = check_value(12.5, 16.25, name="v")
+    assert r.status == "wrong" and "16.25" not in repr(r) and "16.25" not in r._repr_html_()
+
+
+def test_result_and_report(capsys):
+    with pytest.raises(ValueError, match="status"):
+        Result("maybe", "x")
+    assert set(STATUSES) == {"correct", "wrong", "invalid", "not done yet"}
+    report(check_value(1, 1, name="a"), [check_value(2, 1, name="b")])
+    out = capsys.readouterr().out
+    assert "a " in out and "wrong" in out and "1 of 2 correct" in out
+
+
+def test_bad_arguments_to_the_checks():
+    with pytest.raises(ValueError, match="name"):
+        check_value(1, 1, name="")
+    with pytest.raises(ValueError, match="rtol"):
+        check_value(1, 1, name="x", rtol=-1)
+    with pytest.raises(ValueError, match="cases"):
+        check_function(abs, abs, [], name="x")
+    with pytest.raises(ValueError, match="time_limit_s"):
+        check_function(abs, abs, [(1,)], name="x", time_limit_s=0)

@@ -1,49 +1,54 @@
-"""Auto-checks for the lab notebooks: ``check("ex1", answer_1)`` says "correct", "not quite: <hint>" or
-"not answered yet".
+"""Auto-checks for the labs: call a learner's function on many inputs and say what a learner can act on.
 
-Every expected value is **computed** by the course's library (``utils.memory``) when it is checked, never
-typed in here, so the labs and the lecture notebooks cannot disagree. A verdict never reveals the expected
-value: a wrong answer gets a hint that teaches (the common mistake it looks like, or the idea to revisit).
+A check returns a :class:`Result` whose ``status`` is one of :data:`STATUSES`:
 
-* ``answer=None`` -> "not answered yet" (no exception, so a learner's notebook runs to the end);
-* numbers are compared with a relative tolerance stated per exercise (0 for counts, which must be exact);
-* choice answers (an option letter) are compared exactly, ignoring case and surrounding spaces;
-* ``strict=True`` raises ``AssertionError`` unless the answer is correct (the solutions notebooks use it);
-* an unknown exercise id raises ``ValueError`` listing the valid ids.
+* ``"correct"``      -- every case matches the reference within the stated tolerances;
+* ``"wrong"``        -- a well-formed answer that does not match (the first failing case is named, and a
+  hint is picked from the exercise's list of common mistakes; hints never contain the expected value);
+* ``"invalid"``      -- the answer could not be checked: the function raised (its exception type and
+  message are reported, never a traceback from the checker), returned the wrong type or shape of
+  container, NaN or infinity, or ran longer than the time limit;
+* ``"not done yet"`` -- the nbgrader stub still raises ``NotImplementedError``, or a value is still ``None``.
+
+The expected values come from reference functions in ``utils`` (the library the course teaches), computed
+when the check runs; none of this module's public functions returns them. Lab-specific checks live in
+``utils/lab_*.py`` and are built from :func:`check_function` and :func:`check_value`.
 """
 
 from __future__ import annotations
 
+import copy
+import ctypes
+import html
 import math
 import numbers
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from utils.memory import (
-    GB,
-    activation_memory,
-    gpus_needed,
-    model_memory,
-    task_memory,
-    training_memory,
-    zero_memory_per_device,
-)
+from utils.validate import check_number
 
-# ---------------------------------------------------------------------------------------------------------
-# Verdicts and exercises
-# ---------------------------------------------------------------------------------------------------------
+#: What a check can say, best first.
+STATUSES = ("correct", "wrong", "invalid", "not done yet")
+_MARK = {"correct": "[ok]", "wrong": "[wrong]", "invalid": "[invalid]", "not done yet": "[todo]"}
+_COLOUR = {"correct": "#1a7f37", "wrong": "#b35900", "invalid": "#cf222e", "not done yet": "#57606a"}
 
-#: The statuses a :class:`Verdict` can have.
-STATUSES = ("not answered", "correct", "not quite", "invalid")
+#: A hint: ``(predicate(learner_output, expected, case) -> bool, text)``, tried in order on a wrong answer.
+Hint = tuple[Callable[..., bool], str]
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """The outcome of :func:`check`. Shown in a notebook as its one-line ``message``; truthy when correct."""
+class Result:
+    """The verdict of one check. A notebook shows it as one line: ``[wrong] absmax_quantize: ...``."""
 
-    exercise_id: str
     status: str  # one of STATUSES
-    message: str
+    message: str  # what the learner reads: what was checked, and for a failure the first failing case
+    hint: str | None = None  # a nudge for a wrong or invalid answer; never the expected value
+    name: str = ""  # the exercise, e.g. "training_bytes"
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status={self.status!r} is not valid; accepted: one of {STATUSES}")
 
     @property
     def ok(self) -> bool:
@@ -52,253 +57,312 @@ class Verdict:
     def __bool__(self) -> bool:
         return self.ok
 
-    def __str__(self) -> str:
-        return self.message
+    def line(self) -> str:
+        hint = f" Hint: {self.hint}" if self.hint else ""
+        name = f"{self.name}: " if self.name else ""
+        return f"{_MARK[self.status]} {name}{self.message}{hint}"
 
-    def __repr__(self) -> str:  # what a notebook shows as the cell's output
-        return self.message
+    __str__ = line
+
+    def __repr__(self) -> str:  # a cell's text output (also what nbval compares)
+        return self.line()
+
+    def _repr_html_(self) -> str:
+        colour = _COLOUR[self.status]
+        hint = f"<br><i>Hint:</i> {html.escape(self.hint)}" if self.hint else ""
+        name = f"<b>{html.escape(self.name)}</b>: " if self.name else ""
+        return (f'<div style="border-left:4px solid {colour};padding:2px 8px">'
+                f'<b style="color:{colour}">{html.escape(self.status)}</b> &mdash; {name}'
+                f"{html.escape(self.message)}{hint}</div>")
+
+
+def report(*results: Result) -> None:
+    """Print a short table: one row per check (lists of results are flattened), then how many are correct."""
+    flat = [r for x in results for r in (x if isinstance(x, (list, tuple)) else [x])]
+    for r in flat:
+        if not isinstance(r, Result):
+            raise TypeError(f"report() takes Result objects from the checks, got {type(r).__name__}")
+    width = max([len("exercise")] + [len(r.name) for r in flat])
+    lines = [f"{'exercise'.ljust(width)}  {'status'.ljust(12)}  message", f"{'-' * width}  {'-' * 12}  -------"]
+    for r in flat:
+        msg = r.message if len(r.message) <= 70 else r.message[:67] + "..."
+        lines.append(f"{r.name.ljust(width)}  {r.status.ljust(12)}  {msg}")
+    lines.append(f"{sum(r.ok for r in flat)} of {len(flat)} correct")
+    print("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cases and comparison
+# ---------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Exercise:
-    """One auto-checked exercise. ``expected`` and ``mistakes`` are functions, evaluated at check time.
+class Case:
+    """One call: ``fn(*args, **kwargs)``, with a label the learner reads when it fails ("all zeros")."""
 
-    ``mistakes`` returns (value, hint) pairs: an answer within tolerance of ``value`` gets ``hint``.
-    For choice exercises, ``choices`` maps each option letter to its description, and ``mistakes``
-    returns (option, hint) pairs.
-    """
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    label: str = ""
 
-    id: str
-    title: str
-    unit: str  # "GB", "GPUs", or "option" for a choice exercise
-    expected: Callable[[], object]
-    hint: str  # the general hint for a wrong answer (must not contain the expected value)
-    rel_tol: float = 0.01
-    mistakes: Callable[[], list[tuple[object, str]]] = field(default=lambda: [])
-    choices: dict[str, str] | None = None
 
-    @property
-    def categorical(self) -> bool:
-        return self.choices is not None
+def case(*args, label: str = "", **kwargs) -> Case:
+    """A labelled case: ``case(torch.zeros(8), label="all zeros")``."""
+    return Case(args, kwargs, label)
+
+
+def _as_case(c) -> Case:
+    if isinstance(c, Case):
+        return c
+    if isinstance(c, dict):
+        return Case((), dict(c))
+    if isinstance(c, tuple):
+        return Case(c)
+    return Case((c,))
+
+
+def describe(value) -> str:
+    """A short description of an argument or output: a tensor's shape and dtype, a number, a type."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a course dependency
+        torch = None
+    if torch is not None and isinstance(value, torch.Tensor):
+        return f"tensor{tuple(value.shape)} {str(value.dtype).removeprefix('torch.')}"
+    if isinstance(value, (bool, numbers.Number, str)) or value is None:
+        text = repr(value)
+        return text if len(text) <= 30 else text[:27] + "..."
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(describe(v) for v in value[:4]) + (", ..." if len(value) > 4 else "")
+        return f"({inner})" if isinstance(value, tuple) else f"[{inner}]"
+    return type(value).__name__
+
+
+def _case_text(c: Case, i: int, n: int) -> str:
+    what = c.label or ", ".join([describe(a) for a in c.args] + [f"{k}={describe(v)}" for k, v in c.kwargs.items()])
+    return f"case {i + 1} of {n} ({what})"
+
+
+class _Invalid(Exception):
+    """An output that cannot be compared (wrong type, NaN): the message says what was returned."""
+
+
+def _is_tensor(x) -> bool:
+    return type(x).__module__.startswith("torch") and type(x).__name__ in ("Tensor", "Parameter")
+
+
+def _number(x, where: str) -> float:
+    """A finite float from a Python/NumPy number or a one-element tensor; ``_Invalid`` otherwise."""
+    if _is_tensor(x):
+        if x.numel() != 1:
+            raise _Invalid(f"{where} is a tensor of shape {tuple(x.shape)}, not a single number")
+        x = x.item()
+    if isinstance(x, bool) or not isinstance(x, numbers.Real):
+        raise _Invalid(f"{where} is a {type(x).__name__} ({describe(x)}), not a number")
+    try:
+        value = float(x)
+    except (OverflowError, TypeError, ValueError):
+        raise _Invalid(f"{where} is a number too large to compare (beyond float range)") from None
+    if math.isnan(value):
+        raise _Invalid(f"{where} is NaN")
+    if math.isinf(value):
+        raise _Invalid(f"{where} is infinite")
+    return value
+
+
+def _compare(got, expected, rtol: float, atol: float, where: str) -> str | None:
+    """None when ``got`` matches ``expected``; else why not. Raises ``_Invalid`` for uncomparable output."""
+    if _is_tensor(expected):
+        import torch
+
+        if not _is_tensor(got):
+            raise _Invalid(f"{where} is a {type(got).__name__}, not a torch.Tensor")
+        if expected.is_floating_point() != got.is_floating_point() or (
+            not expected.is_floating_point() and got.dtype != expected.dtype
+        ):
+            raise _Invalid(f"{where} holds {str(got.dtype).removeprefix('torch.')} values; the exercise asks "
+                           f"for {str(expected.dtype).removeprefix('torch.')}")
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            bad = int((~torch.isfinite(got)).sum())
+            raise _Invalid(f"{where} holds {bad} NaN or infinite value(s)")
+        if tuple(got.shape) != tuple(expected.shape):
+            return f"{where} has shape {tuple(got.shape)}, which is not the shape the exercise asks for"
+        g, e = got.detach().cpu().double(), expected.detach().cpu().double()
+        off = (g - e).abs() > atol + rtol * e.abs()
+        if bool(off.any()):
+            return (f"{where}: {int(off.sum()):,} of {e.numel():,} values differ from the reference "
+                    f"(largest difference {float((g - e).abs().max()):.3g})")
+        return None
+    if isinstance(expected, dict):
+        if not isinstance(got, dict):
+            raise _Invalid(f"{where} is a {type(got).__name__}, not a dict with keys {sorted(expected)}")
+        if set(got) != set(expected):
+            missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected), key=str)
+            raise _Invalid(f"{where} has keys {sorted(got, key=str)}: missing {missing}, unexpected {extra}")
+        for k in expected:
+            why = _compare(got[k], expected[k], rtol, atol, f"{where}[{k!r}]")
+            if why:
+                return why
+        return None
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(got, (tuple, list)):
+            raise _Invalid(f"{where} is a {type(got).__name__}, not a tuple of {len(expected)} values")
+        if len(got) != len(expected):
+            raise _Invalid(f"{where} holds {len(got)} values, not {len(expected)}")
+        for k, (g, e) in enumerate(zip(got, expected)):
+            why = _compare(g, e, rtol, atol, f"{where}[{k}]")
+            if why:
+                return why
+        return None
+    if isinstance(expected, str):
+        if not isinstance(got, str):
+            raise _Invalid(f"{where} is a {type(got).__name__}, not a string")
+        return None if got.strip().casefold() == expected.casefold() else f"{where} is {got!r}, not the expected choice"
+    e, g = _number(expected, "the reference"), _number(got, where)
+    if abs(g - e) > atol + rtol * abs(e):
+        return f"{where} is {g:.6g}, which is not the reference value (rtol={rtol:g})"
+    return None
+
+
+def close(got, expected, *, rtol: float = 1e-6, atol: float = 0.0) -> bool:
+    """True when ``got`` matches ``expected`` (numbers, tensors, tuples/dicts of them): for hint predicates."""
+    try:
+        return _compare(got, expected, rtol, atol, "output") is None
+    except _Invalid:
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Lab 01 -- Memory budget (builds on notebooks/03_memory_arithmetic.ipynb)
+# Running a learner's function
 # ---------------------------------------------------------------------------------------------------------
 
-#: Exercise 6: full fine-tuning of a 7B model on one A100 80 GB. Each option: (precision, optimizer, text).
-MAKE_IT_FIT_PARAMS = 7e9
-MAKE_IT_FIT_GPU = "A100-80"
-MAKE_IT_FIT_OPTIONS: dict[str, tuple[str, str, str]] = {
-    "a": ("fp32", "adam", "fp32 weights and gradients, Adam"),
-    "b": ("mixed", "adam", "mixed precision (16-bit weights and gradients, fp32 master copy), Adam"),
-    "c": ("mixed", "sgd", "mixed precision (as in b), SGD with momentum instead of Adam"),
-    "d": ("fp32", "adam8bit", "fp32 weights and gradients, bitsandbytes 8-bit Adam"),
-}
+
+class _TimedOut(BaseException):  # BaseException: a learner's `except Exception` cannot swallow it
+    pass
 
 
-def _fits_one_gpu(option: str) -> bool:
-    precision, optimizer, _ = MAKE_IT_FIT_OPTIONS[option]
-    n = gpus_needed(MAKE_IT_FIT_PARAMS, MAKE_IT_FIT_GPU, "finetune", precision=precision, optimizer=optimizer)
-    return n == 1
+def _stop_thread(thread: threading.Thread) -> None:
+    """Best effort: raise _TimedOut inside an abandoned thread (works between Python bytecodes)."""
+    if thread.ident is not None and thread.is_alive():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(_TimedOut))
 
 
-def _make_it_fit_expected() -> str:
-    fitting = [k for k in MAKE_IT_FIT_OPTIONS if _fits_one_gpu(k)]
-    if len(fitting) != 1:  # the question must have exactly one right option
-        raise RuntimeError(f"exercise ex6 needs exactly one fitting option, the library says {fitting}")
-    return fitting[0]
+def call_with_time_limit(fn: Callable, args: tuple, kwargs: dict, time_limit_s: float):
+    """``("ok", output)``, ``("raised", exception)`` or ``("timeout", None)``; the call runs in a thread that is
+    abandoned (and interrupted where Python can) when it runs longer than ``time_limit_s`` seconds."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["out"] = fn(*args, **kwargs)
+        except _TimedOut:
+            pass
+        except BaseException as e:  # noqa: BLE001 - a learner's exception (even SystemExit) is reported
+            box["err"] = e
+
+    thread = threading.Thread(target=target, daemon=True, name="lab-check")
+    thread.start()
+    thread.join(time_limit_s)
+    if thread.is_alive():
+        _stop_thread(thread)
+        return "timeout", None
+    if "err" in box:
+        return "raised", box["err"]
+    return "ok", box.get("out")
 
 
-def _make_it_fit_mistakes() -> list[tuple[object, str]]:
-    out = []
-    for k, (precision, optimizer, text) in MAKE_IT_FIT_OPTIONS.items():
-        if _fits_one_gpu(k):
+def _exc_text(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _pick_hint(hints: Sequence[Hint] | None, got, expected, c: Case) -> str | None:
+    for predicate, text in hints or ():
+        try:
+            if predicate(got, expected, c):
+                return text
+        except Exception:  # noqa: BLE001 - a hint's predicate failing on odd output just does not apply
             continue
-        states = task_memory(MAKE_IT_FIT_PARAMS, "finetune", precision=precision, optimizer=optimizer)
-        per_param = states / MAKE_IT_FIT_PARAMS
-        out.append((k, f"option {k} ({text}) keeps {per_param:g} bytes per parameter of model states, "
-                       f"{states / GB:,.0f} GB for 7B parameters -- more than one 80 GB GPU. "
-                       "Which option shrinks the biggest item, the optimizer states?"))
-    return out
+    return None
 
 
-def _ex1() -> float:
-    return model_memory(7e9, "bf16") / GB
+def _check_common(name, rtol, atol) -> tuple[float, float]:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name={name!r} is not valid; accepted: a non-empty string naming the exercise")
+    return check_number("rtol", rtol, minimum=0), check_number("atol", atol, minimum=0)
 
 
-def _ex2() -> float:
-    return training_memory(1e9, precision="fp32", optimizer="adam").total / GB
+def check_function(learner_fn, reference_fn: Callable, cases, *, name: str, rtol: float = 1e-6,
+                   atol: float = 0.0, time_limit_s: float = 10.0, hints: Sequence[Hint] | None = None) -> Result:
+    """Call ``learner_fn`` on every case and compare with ``reference_fn`` within ``rtol`` / ``atol``.
 
-
-def _ex3() -> float:
-    return zero_memory_per_device(13e9, 8, 3) / GB
-
-
-EX4_SHAPE = {"seq_len": 2048, "batch_size": 4, "hidden_size": 4096, "n_heads": 32}
-
-
-def _ex4(recompute: str = "none") -> float:
-    return activation_memory(**EX4_SHAPE, n_layers=1, bytes_per_value=2, recompute=recompute).per_layer / GB
-
-
-def _ex5() -> int:
-    return gpus_needed(30e9, "A100-80", "pretrain", precision="fp32", optimizer="adam")
-
-
-_BYTES_HINT = "it looks like you answered in bytes: give the answer in GB (1 GB = 10^9 bytes)"
-
-LAB01: dict[str, Exercise] = {
-    e.id: e
-    for e in [
-        Exercise(
-            "ex1", "bytes to store a 7B model in bf16", "GB", _ex1,
-            hint="storing needs one value per parameter: parameters x bytes per value of the format. "
-                 "How many bytes does one bf16 value take?",
-            mistakes=lambda: [
-                (model_memory(7e9, "fp32") / GB, "that is fp32 (4 bytes per value); bf16 is a 16-bit format"),
-                (_ex1() * GB, _BYTES_HINT),
-            ],
-        ),
-        Exercise(
-            "ex2", "memory to train a 1B model in fp32 with Adam (the lecture)", "GB", _ex2,
-            hint="add up the bytes per parameter: the weight, its gradient, Adam's two fp32 states, and the "
-                 "lecture's activation estimate -- then multiply by the number of parameters",
-            mistakes=lambda: [
-                (training_memory(1e9, activation_bytes_per_param=0).total / GB,
-                 "those are the model states only: the lecture also counts 8 bytes per parameter of "
-                 "activations and temporary memory"),
-                (model_memory(1e9, "fp32") / GB, "that is the memory to store the weights, not to train them"),
-                (_ex2() - model_memory(1e9, "fp32") / GB, "remember the weights themselves (4 bytes per parameter in fp32) are in memory too"),
-                (_ex2() * GB, _BYTES_HINT),
-            ],
-        ),
-        Exercise(
-            "ex3", "ZeRO-3 model states per GPU, 13B parameters, 8 GPUs, mixed-precision Adam", "GB", _ex3,
-            hint="mixed-precision Adam keeps 2 + 2 + K bytes per parameter (K = 12: fp32 master copy, m, v); "
-                 "stage 3 shards all of them over the GPUs",
-            mistakes=lambda: [
-                (zero_memory_per_device(13e9, 8, 0) / GB,
-                 "that is plain data parallelism (stage 0): every GPU keeps everything. Stage 3 shards it"),
-                (zero_memory_per_device(13e9, 8, 1) / GB,
-                 "that is stage 1 (only the optimizer states sharded); stage 3 also shards gradients and weights"),
-                (zero_memory_per_device(13e9, 8, 2) / GB,
-                 "that is stage 2 (weights not sharded); stage 3 shards the 16-bit weights too"),
-                (_ex3() * GB, _BYTES_HINT),
-            ],
-        ),
-        Exercise(
-            "ex4", "activation bytes of one transformer layer (Korthikanti et al., 16-bit)", "GB", _ex4,
-            hint="use s b h (34 + 5 a s / h) bytes with s = 2048, b = 4, h = 4096, a = 32, "
-                 "then convert to GB (10^9 bytes)",
-            mistakes=lambda: [
-                (_ex4("selective"), "that is only the 34 sbh term: the attention scores add 5 a s^2 b bytes "
-                                    "(a s x s matrix per head) unless a fused kernel avoids storing them"),
-                (_ex4() / EX4_SHAPE["batch_size"], "that looks like the memory of one sequence: which "
-                                                    "quantity of the formula did you leave out?"),
-                (_ex4() * 2, "check the bytes per value: the formula's constants already count 16-bit values"),
-                (_ex4() * GB, _BYTES_HINT),
-            ],
-        ),
-        Exercise(
-            "ex5", "A100 80 GB GPUs needed to pre-train a 30B model (the lecture's accounting)", "GPUs", _ex5,
-            rel_tol=0.0,
-            hint="bytes needed = parameters x the lecture's bytes per parameter for fp32 Adam training "
-                 "(weights, gradients, Adam's two states, activations); divide by one GPU's memory and "
-                 "round up -- you cannot rent a fraction of a GPU",
-            mistakes=lambda: [
-                (gpus_needed(30e9, "A100-80", "finetune"),
-                 "that only holds the model states: pre-training also needs the lecture's 8 bytes per "
-                 "parameter of activations"),
-                (_ex5() - 1, "that many GPUs would not hold all the bytes: check how you turned the division "
-                             "into a whole number of GPUs"),
-            ],
-        ),
-        Exercise(
-            "ex6", "make a 7B full fine-tune fit on one A100 80 GB", "option", _make_it_fit_expected,
-            rel_tol=0.0,
-            hint="compute the bytes per parameter of each option's weights, gradients and optimizer states",
-            mistakes=_make_it_fit_mistakes,
-            choices={k: text for k, (_, _, text) in MAKE_IT_FIT_OPTIONS.items()},
-        ),
-    ]
-}
-
-#: Every lab's exercises, by exercise id (ids are unique across labs).
-EXERCISES: dict[str, Exercise] = {**LAB01}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Checking
-# ---------------------------------------------------------------------------------------------------------
-
-
-def get_exercise(exercise_id: str) -> Exercise:
-    """The exercise ``exercise_id``; a ``ValueError`` listing the valid ids otherwise."""
-    try:
-        return EXERCISES[exercise_id]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"exercise_id={exercise_id!r} is not valid; choose one of {tuple(EXERCISES)}"
-        ) from None
-
-
-def expected_answer(exercise_id: str):
-    """The expected answer, computed by the library (for tests and instructors; learners use :func:`check`)."""
-    return get_exercise(exercise_id).expected()
-
-
-def _close(a: float, b: float, rel_tol: float) -> bool:
-    return abs(a - b) <= rel_tol * abs(b) + 1e-12
-
-
-def _judge(ex: Exercise, answer) -> tuple[str, str]:
-    """(status, text) for an answer that is not None."""
-    if ex.categorical:
-        options = ", ".join(repr(k) for k in ex.choices)
-        if not isinstance(answer, str):
-            return "invalid", (f"cannot check a {type(answer).__name__} ({answer!r}): answer with one of "
-                               f"the option letters {options}, as a string")
-        given = answer.strip().casefold()
-        if given not in ex.choices:
-            return "invalid", f"{answer!r} is not one of the options {options}"
-        if given == str(ex.expected()).casefold():
-            return "correct", "correct"
-        for option, hint in ex.mistakes():
-            if given == str(option).casefold():
-                return "not quite", f"not quite: {hint}"
-        return "not quite", f"not quite: {ex.hint}"
-
-    if isinstance(answer, bool) or not isinstance(answer, numbers.Real):
-        return "invalid", (f"cannot check a {type(answer).__name__} ({answer!r}): answer with a plain "
-                           f"number in {ex.unit}, without units or quotes")
-    try:
-        value = float(answer)
-    except (OverflowError, TypeError, ValueError):  # e.g. 10**400, or a number type float() cannot convert
-        value = math.inf
-    if not math.isfinite(value):
-        shown = repr(answer) if len(repr(answer)) <= 40 else repr(answer)[:20] + "..."  # 10**400 has 401 digits
-        return "invalid", f"cannot check {shown}: answer with a finite number in {ex.unit}"
-    expected = float(ex.expected())
-    if _close(value, expected, ex.rel_tol):
-        return "correct", "correct"
-    for wrong, hint in ex.mistakes():
-        if not _close(float(wrong), expected, ex.rel_tol) and _close(value, float(wrong), max(ex.rel_tol, 1e-9)):
-            return "not quite", f"not quite: {hint}"
-    return "not quite", f"not quite: {ex.hint}"
-
-
-def check(exercise_id: str, answer, *, strict: bool = False) -> Verdict:
-    """Check a learner's ``answer`` to ``exercise_id``; returns a :class:`Verdict` (shown as one line).
-
-    ``None`` -> "not answered yet". ``strict=True`` raises ``AssertionError`` unless the answer is correct.
+    ``cases``: a list of :class:`Case` (see :func:`case`), tuples of positional arguments, or dicts of
+    keyword arguments. Each case's arguments are deep-copied for the reference, so a learner's function that
+    changes its inputs in place cannot change the expected value. The first failing case stops the check.
     """
-    ex = get_exercise(exercise_id)
-    if answer is None:
-        status, text = "not answered", "not answered yet -- replace None with your answer and run the cell again"
-    else:
-        status, text = _judge(ex, answer)
-    verdict = Verdict(exercise_id, status, f"{exercise_id}: {text}")
-    if strict and not verdict.ok:
-        raise AssertionError(verdict.message)
-    return verdict
+    rtol, atol = _check_common(name, rtol, atol)
+    time_limit_s = check_number("time_limit_s", time_limit_s, minimum=0, min_open=True)
+    cases = [_as_case(c) for c in cases]
+    if not cases:
+        raise ValueError("cases must hold at least one case, got none")
+    if not callable(learner_fn):
+        return Result("invalid", f"expected a function, got {describe(learner_fn)} (a {type(learner_fn).__name__})",
+                      name=name)
+    n = len(cases)
+    for i, c in enumerate(cases):
+        try:
+            ref_args, ref_kwargs = copy.deepcopy((c.args, c.kwargs))
+        except Exception:  # noqa: BLE001 - an argument that cannot be copied is passed as is
+            ref_args, ref_kwargs = c.args, c.kwargs
+        expected = reference_fn(*ref_args, **ref_kwargs)
+        where = _case_text(c, i, n)
+        kind, out = call_with_time_limit(learner_fn, c.args, c.kwargs, time_limit_s)
+        if kind == "timeout":
+            return Result("invalid", f"{where}: took longer than {time_limit_s:g} s and was stopped",
+                          hint="look for a loop that never ends, or a loop in Python over every value of a "
+                               "large tensor (use tensor operations instead)", name=name)
+        if kind == "raised":
+            if isinstance(out, NotImplementedError):
+                return Result("not done yet", "not done yet -- replace `raise NotImplementedError()` with your "
+                              "code and run the cell again", name=name)
+            return Result("invalid", f"{where}: your function raised {_exc_text(out)}", name=name)
+        try:
+            why = _compare(out, expected, rtol, atol, "output")
+        except _Invalid as e:
+            return Result("invalid", f"{where}: {e}", hint=_pick_hint(hints, out, expected, c), name=name)
+        if why:
+            return Result("wrong", f"{where}: {why}", hint=_pick_hint(hints, out, expected, c), name=name)
+    tol = f"rtol={rtol:g}" + (f", atol={atol:g}" if atol else "")
+    return Result("correct", f"correct: all {n} cases match the reference ({tol})", name=name)
+
+
+def check_value(answer, expected, *, name: str, rtol: float = 1e-6, atol: float = 0.0,
+                hints: Sequence[Hint] | None = None) -> Result:
+    """Compare a value (number, string choice, tensor, tuple/dict of them) with ``expected``.
+
+    ``None`` or ``...`` -> "not done yet". The message never shows ``expected``; a wrong answer gets the
+    first hint whose ``predicate(answer, expected, None)`` holds.
+    """
+    rtol, atol = _check_common(name, rtol, atol)
+    if answer is None or answer is Ellipsis:
+        return Result("not done yet", "not done yet -- replace None with your answer and run the cell again",
+                      name=name)
+    try:
+        why = _compare(answer, expected, rtol, atol, "your answer")
+    except _Invalid as e:
+        return Result("invalid", f"cannot check it: {e}", hint=_pick_hint(hints, answer, expected, None), name=name)
+    if why:
+        # the comparison text may show the learner's own value, never the expected one
+        return Result("wrong", why.replace(", which is not the reference value", ", not the expected value"),
+                      hint=_pick_hint(hints, answer, expected, None), name=name)
+    return Result("correct", "correct" + (f" (within rtol={rtol:g})" if rtol else ""), name=name)
+
+
+# The old lab 01 quiz checker, kept importable until lab 01 is reworked onto check_function (issue 14).
+from utils._lab01_legacy import (  # noqa: E402, F401
+    EXERCISES,
+    MAKE_IT_FIT_OPTIONS,
+    _fits_one_gpu,
+    check,
+    expected_answer,
+)
