@@ -1,11 +1,11 @@
 """One training loop for all three objectives (CLM decoder, MLM encoder, span-corruption encoder-decoder).
 
-What it does each optimizer step: take one batch of ``batch_size`` sequences, split it into ``micro_batches``
-pieces (gradient accumulation, each loss scaled by 1/k), forward + backward each under the chosen precision,
-clip the global gradient norm, AdamW step, warm-up + cosine learning-rate schedule. Every ``log_every`` steps
-it records loss, learning rate, tokens seen and tokens/s in a :class:`History`; every ``eval_every`` steps
-the loss and perplexity on held-out batches; every ``checkpoint_every`` steps a checkpoint
-(:mod:`utils.checkpoint`) from which ``train(..., resume_from=path)`` continues exactly.
+:func:`train` is the loop of notebook 02 -- forward, backward, clip, step, schedule, log -- with what a real
+run needs around it: gradient accumulation (``micro_batches`` pieces of each batch, each loss scaled by 1/k),
+mixed precision (bf16 autocast, or fp16 with a GradScaler), AdamW with a warm-up + cosine schedule, a
+NaN/inf guard (:mod:`utils.guards`), held-out evaluation every ``eval_every`` steps, and a checkpoint every
+``checkpoint_every`` steps from which ``train(..., resume_from=path)`` continues exactly
+(:mod:`utils.train_state`, :mod:`utils.checkpoint`).
 
 Data: any iterable of batches (dicts of tensors for ``model(**batch)``), or :class:`TokenBatches`, an infinite,
 deterministic and resumable batch maker over a 1-D tensor of token ids for any of the three objectives.
@@ -14,19 +14,16 @@ deterministic and resumable batch maker over a 1-D tensor of token ids for any o
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import math
 import os
-import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 
 import torch
 
-from utils.batching import IndexedBatches
-from utils.checkpoint import check_checkpoint_dir, load_checkpoint, save_checkpoint
+from utils.batching import TokenBatches, batch_seed, split_tokens  # noqa: F401 (re-exported)
+from utils.checkpoint import check_checkpoint_dir
 from utils.env import DEVICE_CHOICES, bf16_supported, get_device, no_bf16_forced, progress_bar
 from utils.guards import (
     NonFiniteGuard,
@@ -35,7 +32,7 @@ from utils.guards import (
     check_token_batches,
     model_limits,
 )
-from utils.objectives import OBJECTIVES, check_token_ids, make_batch
+from utils.train_state import History, save_run, start_run, take_eval_set
 from utils.validate import check_bool, check_choice, check_fraction, check_int, check_number
 
 #: Accepted values of ``TrainConfig.precision``.
@@ -57,9 +54,7 @@ class TrainConfig:
     warmup_steps: int = 10  # linear warm-up from lr / warmup_steps to lr
     min_lr_ratio: float = 0.1  # the cosine decays the learning rate to lr * min_lr_ratio at the last step
     grad_clip: float | None = 1.0  # clip the global gradient norm to this (None: no clipping)
-    precision: str = (
-        "auto"  # "fp32" | "bf16" | "fp16" | "auto" (bf16 where native, fp16 on older GPUs, fp32 on CPU)
-    )
+    precision: str = "auto"  # "fp32" | "bf16" | "fp16" | "auto" (bf16 where native, fp16 on old GPUs, fp32 on CPU)
     eval_every: int = 50  # evaluate every this many steps and after the last one (0: never)
     eval_batches: int = 4  # held-out batches per evaluation (the same ones each time)
     seed: int = 0  # seeds torch's RNG (dropout) at the start of a fresh run
@@ -109,8 +104,7 @@ def resolve_precision(precision: str, device, bf16_ok: bool | None = None) -> st
     without a T4 (CPU fp16 is emulated: correct, not fast). Raises ValueError for a precision the device
     cannot run: fp16 on MPS, bf16 without native support. ``bf16_ok`` overrides the probe (for tests).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is not valid; accepted: {PRECISIONS}")
+    check_choice("precision", precision, PRECISIONS)
     device = torch.device(device)
     if precision in ("auto", "bf16") and bf16_ok is None:
         bf16_ok = bf16_supported(device)
@@ -170,119 +164,7 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device) -> torch.op
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused or None)
 
 
-# ---------------------------------------------------------------------------------------------- data
-
-
-def batch_seed(seed: int, index: int) -> int:
-    """The generator seed of batch ``index`` of a stream seeded ``seed`` (what :class:`TokenBatches` uses).
-
-    torch's CPU generator (mt19937) keeps only the low 32 bits of a seed, so ``seed * 2**32 + index`` would
-    give every seed the same stream. Instead each seed starts the index at its own point of a Weyl sequence
-    (``seed`` times 2**32 / golden ratio, mod 2**32): streams of different seeds meet only ~10^9 batches
-    apart, and seed 0 keeps the plain ``index``.
-    """
-    return (index + seed * 0x9E3779B9) % 2**32
-
-
-class TokenBatches(IndexedBatches):
-    """Infinite, deterministic batches of random windows of ``tokens``, with an objective applied.
-
-    Batch number ``i`` depends only on (``seed``, ``i``): a fresh ``torch.Generator`` seeded with both picks
-    ``batch_size`` window starts and then the objective's random choices. So the position (how many batches
-    were drawn) is the whole iterator state, and :meth:`batch` gives random access (held-out sets).
-
-    ``objective``: "clm", "mlm" or "span"; ``ids``: the special ids that objective needs
-    (see :func:`utils.objectives.make_batch`), e.g. ``mask_id=..., vocab_size=...`` for "mlm".
-    It is an iterator: a second ``train()`` on the same object continues where the first stopped
-    (``position = 0`` starts over).
-    """
-
-    def __init__(
-        self,
-        tokens: torch.Tensor,
-        objective: str = "clm",
-        batch_size: int = 16,
-        seq_len: int = 128,
-        *,
-        seed: int = 0,
-        **ids,
-    ):
-        tokens = check_token_ids("tokens", tokens, dim=1)
-        check_choice("objective", objective, OBJECTIVES)
-        batch_size = check_int("batch_size", batch_size, minimum=1)
-        seq_len = check_int("seq_len", seq_len, minimum=2)
-        seed = check_int("seed", seed, minimum=0)
-        if batch_size * seq_len > len(tokens):
-            raise ValueError(
-                f"batch_size * seq_len = {batch_size} * {seq_len} = {batch_size * seq_len} tokens is larger "
-                f"than the data ({len(tokens)} tokens); use a smaller batch_size or seq_len, or more text"
-            )
-        self.tokens = tokens.long()
-        self.objective, self.ids = objective, ids
-        self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
-        self.position = 0  # batches drawn so far = index of the next one
-        self.batch(0)  # fail now, not mid-training, on missing or wrong special ids
-
-    def batch(self, index: int) -> dict[str, torch.Tensor]:
-        """Batch number ``index`` (does not move the position)."""
-        g = torch.Generator().manual_seed(batch_seed(self.seed, index))
-        starts = torch.randint(
-            0, len(self.tokens) - self.seq_len + 1, (self.batch_size,), generator=g
-        )  # (B,)
-        windows = self.tokens[starts[:, None] + torch.arange(self.seq_len)]  # (B, T)
-        return make_batch(self.objective, windows, generator=g, **self.ids)
-
-
-
-def split_tokens(tokens: torch.Tensor, eval_fraction: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, held-out): the last ``eval_fraction`` of a 1-D token tensor is held out."""
-    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 1:
-        raise ValueError(f"tokens must be a 1-D tensor of token ids; got {getattr(tokens, 'shape', type(tokens).__name__)}")
-    eval_fraction = check_fraction("eval_fraction", eval_fraction, low_open=True, high_open=True)
-    cut = int(len(tokens) * (1 - eval_fraction))
-    return tokens[:cut], tokens[cut:]
-
-
-# ------------------------------------------------------------------------------------------- history
-
-
-@dataclass
-class History:
-    """What a run recorded, for plots (:func:`utils.plots.plot_history`) and checks."""
-
-    step: list[int] = field(default_factory=list)  # optimizer step of each record
-    loss: list[float] = field(
-        default_factory=list
-    )  # training loss, averaged over the steps since the last record
-    lr: list[float] = field(default_factory=list)  # learning rate used at that step
-    tokens_seen: list[int] = field(default_factory=list)  # input tokens consumed so far
-    tokens_per_s: list[float] = field(default_factory=list)  # throughput since the last record
-    grad_norm: list[float] = field(default_factory=list)  # global gradient norm before clipping (nan if off)
-    eval_step: list[int] = field(default_factory=list)  # steps at which the held-out loss was measured
-    eval_loss: list[float] = field(default_factory=list)  # mean held-out loss
-    eval_tokens_seen: list[int] = field(default_factory=list)  # tokens seen at those evaluations
-    skipped_steps: list[int] = field(default_factory=list)  # steps whose update was skipped (NaN/inf loss)
-
-    @property
-    def eval_perplexity(self) -> list[float]:
-        """exp(held-out loss): the effective number of equally likely next tokens."""
-        return [math.exp(x) for x in self.eval_loss]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> History:
-        return cls(**{f.name: list(data.get(f.name, [])) for f in fields(cls)})
-
-
 # ---------------------------------------------------------------------------------------------- loop
-
-
-def _take_eval_set(eval_data, n: int) -> list[dict]:
-    if hasattr(eval_data, "batch"):  # TokenBatches: random access, independent of its position
-        return [eval_data.batch(i) for i in range(n)]
-    return list(itertools.islice(iter(eval_data), n))
 
 
 @torch.no_grad()
@@ -300,41 +182,6 @@ def evaluate(model: torch.nn.Module, batches: Iterable[dict], device, precision:
     return torch.stack(losses).mean().item()
 
 
-def _split(batch: dict[str, torch.Tensor], k: int) -> list[dict[str, torch.Tensor]]:
-    """k equal micro-batches along dim 0."""
-    size = next(iter(batch.values())).shape[0] // k
-    return [{name: t[i * size : (i + 1) * size] for name, t in batch.items()} for i in range(k)]
-
-
-#: Fields that change the trajectory: resuming with different values is no longer an exact continuation.
-_TRAJECTORY_FIELDS = (
-    "steps",
-    "batch_size",
-    "micro_batches",
-    "lr",
-    "weight_decay",
-    "betas",
-    "warmup_steps",
-    "min_lr_ratio",
-    "grad_clip",
-    "precision",
-    "seed",
-)
-
-
-def _warn_if_config_changed(saved: dict | None, cfg: TrainConfig) -> None:
-    if not saved:
-        return
-    now = json.loads(json.dumps(cfg.to_dict()))  # tuples -> lists, as stored
-    changed = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in _TRAJECTORY_FIELDS if saved.get(k) != now[k]]
-    if changed:
-        warnings.warn(
-            "resuming with a config that differs from the checkpoint's (" + "; ".join(changed) + "): the run "
-            "continues, but not as the original run would have",
-            stacklevel=3,
-        )
-
-
 def forward_backward(
     model, batch: dict[str, torch.Tensor], micro_batches: int, device, precision: str = "fp32", scaler=None
 ) -> torch.Tensor:
@@ -345,13 +192,45 @@ def forward_backward(
     the same number of loss tokens (CLM windows, T5 span corruption), very nearly so for MLM.
     """
     total = torch.zeros((), device=device)
-    for micro in _split(batch, micro_batches):
-        micro = {k: v.to(device, non_blocking=True) for k, v in micro.items()}
+    size = batch["input_ids"].shape[0] // micro_batches
+    for i in range(micro_batches):
+        micro = {k: v[i * size : (i + 1) * size].to(device, non_blocking=True) for k, v in batch.items()}
         with autocast(precision, device):
             loss = model(**micro).loss / micro_batches
         (scaler.scale(loss) if scaler is not None else loss).backward()
         total += loss.detach().float()
     return total
+
+
+def _check_args(model, cfg, resume_from, checkpoint_dir, checkpoint_every):
+    """(cfg, checkpoint_dir, checkpoint_every) checked before anything runs, each error naming its argument."""
+    if cfg is not None and not isinstance(cfg, TrainConfig):
+        raise ValueError(f"cfg must be a TrainConfig or None, got {type(cfg).__name__}")
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=0)
+    if checkpoint_every and checkpoint_dir is None:
+        raise ValueError(f"checkpoint_every={checkpoint_every!r} needs a checkpoint_dir; accepted: 0 without one")
+    if resume_from is not None and (not isinstance(resume_from, (str, os.PathLike)) or not str(resume_from).strip()):
+        raise ValueError(f"resume_from={resume_from!r} is not valid; accepted: a checkpoint folder path or None")
+    if checkpoint_dir is not None:  # refuse a folder of other files now, not after an hour of training
+        checkpoint_dir = check_checkpoint_dir(checkpoint_dir, "checkpoint_dir")
+    return (cfg or TrainConfig()).validate(), checkpoint_dir, checkpoint_every
+
+
+def _next_batch(batches, step: int, cfg: TrainConfig, limits, values: bool) -> dict:
+    """The next batch, checked: a clear ValueError for a short data source or a batch the model cannot take."""
+    try:
+        batch = next(batches)
+    except StopIteration:
+        raise ValueError(f"data ran out after {step - 1} batches; cfg.steps={cfg.steps} needs more") from None
+    check_batch(batch, step, *limits, values=values)
+    if batch["input_ids"].shape[0] != cfg.batch_size:
+        raise ValueError(
+            f"data gave a batch of {batch['input_ids'].shape[0]} sequences but batch_size={cfg.batch_size}; "
+            "make them agree"
+        )
+    return batch
 
 
 def train(
@@ -381,29 +260,18 @@ def train(
     vocabulary, sequences within its positions, batches with ``labels``. A NaN/inf loss (or gradient norm
     without a GradScaler, whose overflow-skipped steps are routine) raises :class:`NonFiniteLossError` before
     the weights change, or skips that update with ``cfg.on_nonfinite="skip"`` (``history.skipped_steps``);
-    non-finite weights are never saved. This check syncs the device once per step.
+    non-finite weights are never saved. This check syncs the device once per step on the CPU; on a GPU (fused
+    AdamW) the update is cancelled on the device and the check read at log steps.
     """
-    cfg = (cfg or TrainConfig()).validate()
-    if not isinstance(cfg, TrainConfig):
-        raise ValueError(f"cfg must be a TrainConfig or None, got {type(cfg).__name__}")
-    if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=0)
-    if checkpoint_every and checkpoint_dir is None:
-        raise ValueError(f"checkpoint_every={checkpoint_every!r} needs a checkpoint_dir; accepted: 0 without one")
-    if resume_from is not None and (not isinstance(resume_from, (str, os.PathLike)) or not str(resume_from).strip()):
-        raise ValueError(f"resume_from={resume_from!r} is not valid; accepted: a checkpoint folder path or None")
-    if checkpoint_dir is not None:  # refuse a folder of other files now, not after an hour of training
-        checkpoint_dir = check_checkpoint_dir(checkpoint_dir, "checkpoint_dir")
+    cfg, checkpoint_dir, checkpoint_every = _check_args(model, cfg, resume_from, checkpoint_dir, checkpoint_every)
     limits = model_limits(model)
     if isinstance(data, TokenBatches):
         check_token_batches(data, *limits)
     device = get_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    model.to(device)
-    model.train()
+    model.to(device).train()
     optimizer = make_optimizer(model, cfg, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
+    schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
     )
     scaler = grad_scaler(precision, device)
@@ -411,113 +279,50 @@ def train(
     guard = NonFiniteGuard(optimizer, scaler, cfg.on_nonfinite, cfg.lr, deferred=bool(optimizer.defaults.get("fused")))
     forward = torch.compile(model) if cfg.compile else model
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = (cfg, data, model, optimizer, schedule, scaler)  # what a checkpoint saves
+    run, batches = start_run(cfg, data, device, resume_from, model, optimizer, schedule, scaler)
+    if run.step >= cfg.steps:
+        return run.history
+    eval_set = take_eval_set(eval_data, cfg.eval_batches) if eval_data is not None and cfg.eval_every else []
 
-    history, start = History(), 0
-    # sum of the step losses since the last record, kept on the device: no sync until it is logged
-    interval_loss = torch.zeros((), device=device)
-    interval_steps, tokens_seen = 0, 0
-    if resume_from is not None:
-        ckpt = load_checkpoint(resume_from, model, optimizer, scheduler, scaler, device=device)
-        _warn_if_config_changed(ckpt.config, cfg)
-        start, history = ckpt.step, History.from_dict(ckpt.history or {})
-        interval_loss = ckpt.extra["interval_loss"].to(device)
-        interval_steps, tokens_seen = ckpt.extra["interval_steps"], ckpt.extra["tokens_seen"]
-        if hasattr(data, "load_state_dict") and ckpt.data_state is not None:
-            data.load_state_dict(ckpt.data_state)
-            batches = iter(data)
-        else:  # a re-iterable such as a list: skip what was already consumed
-            batches = itertools.islice(iter(data), start, None)
-    else:
-        torch.manual_seed(cfg.seed)  # dropout masks
-        batches = iter(data)
-    if start >= cfg.steps:
-        return history
-    eval_set = _take_eval_set(eval_data, cfg.eval_batches) if eval_data is not None and cfg.eval_every else []
-
-    def save(step: int) -> None:
-        extra = {"interval_loss": interval_loss, "interval_steps": interval_steps, "tokens_seen": tokens_seen}
-        data_state = data.state_dict() if hasattr(data, "state_dict") else None
-        save_checkpoint(
-            checkpoint_dir,
-            model,
-            optimizer,
-            scheduler,
-            step=step,
-            history=history,
-            data_state=data_state,
-            scaler=scaler,
-            config=cfg.to_dict(),
-            extra=extra,
-        )
-
-    bar = progress_bar(total=cfg.steps, initial=start, desc="train", disable=not progress, unit="step")
-    t_last, tokens_last = time.perf_counter(), tokens_seen
+    bar = progress_bar(total=cfg.steps, initial=run.step, desc="train", disable=not progress, unit="step")
     grad_norm = torch.full((), float("nan"))
+    first = run.step + 1
+    run.restart_clock()
     try:
-        for step in range(start + 1, cfg.steps + 1):
-            try:
-                batch = next(batches)
-            except StopIteration:
-                raise ValueError(
-                    f"data ran out after {step - 1} batches; cfg.steps={cfg.steps} needs more"
-                ) from None
-            check_batch(batch, step, *limits, values=step == start + 1)
-            if batch["input_ids"].shape[0] != cfg.batch_size:
-                raise ValueError(
-                    f"data gave a batch of {batch['input_ids'].shape[0]} sequences but "
-                    f"batch_size={cfg.batch_size}; make them agree"
-                )
+        for step in range(first, cfg.steps + 1):
+            batch = _next_batch(batches, step, cfg, limits, values=step == first)
             lr = optimizer.param_groups[0]["lr"]
-            loss = forward_backward(forward, batch, cfg.micro_batches, device, precision, scaler)
+            loss = forward_backward(forward, batch, cfg.micro_batches, device, precision, scaler)  # forward, backward
             if scaler:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             if cfg.grad_clip:
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            # the update, unless the loss (or, without a GradScaler, the gradient norm) is NaN/inf
-            bad = guard.step(step, lr, loss, grad_norm if cfg.grad_clip else None, params, history)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)  # clip
+            # step: the AdamW update, unless the loss (or, without a GradScaler, the gradient norm) is NaN/inf
+            bad = guard.step(step, lr, loss, grad_norm if cfg.grad_clip else None, params, run.history)
             optimizer.zero_grad(set_to_none=True)
             with warnings.catch_warnings():  # after a step the GradScaler skipped (fp16 overflow) torch warns
                 warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)`")
-                scheduler.step()
-            tokens_seen += batch["input_ids"].numel()
-            if guard.deferred:  # a bad step adds no loss; it is taken off the count when the flags are read
-                interval_loss += torch.where(bad, torch.zeros_like(loss), loss)
-                interval_steps += 1
-            elif not bad:
-                interval_loss += loss
-                interval_steps += 1
+                schedule.step()  # schedule: the learning rate of the next step
+            run.add(loss, bad, guard.deferred, batch["input_ids"].numel())
+            run.step = step
 
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                interval_steps -= guard.flush(history, step)
-                # .item() syncs: only at log steps (nan when every step since the last record was skipped)
-                mean_loss = interval_loss.item() / interval_steps if interval_steps else float("nan")
-                now = time.perf_counter()
-                history.step.append(step)
-                history.loss.append(mean_loss)
-                history.lr.append(lr)
-                history.tokens_seen.append(tokens_seen)
-                history.tokens_per_s.append((tokens_seen - tokens_last) / max(now - t_last, 1e-9))
-                history.grad_norm.append(float(grad_norm))
-                bar.set_postfix(
-                    loss=f"{mean_loss:.3f}", tok_s=f"{history.tokens_per_s[-1]:,.0f}", refresh=False
-                )
-                interval_loss.zero_()
-                interval_steps = 0
-            if eval_set and (step % cfg.eval_every == 0 or step == cfg.steps):
-                history.eval_step.append(step)
-                history.eval_loss.append(evaluate(model, eval_set, device, precision))
-                history.eval_tokens_seen.append(tokens_seen)
-            if checkpoint_dir is not None and (
-                (checkpoint_every and step % checkpoint_every == 0) or step == cfg.steps
-            ):
-                interval_steps -= guard.flush(history, step)  # never save after an unreported bad step
-                save(step)
+            last = step == cfg.steps
+            if step % cfg.log_every == 0 or last:  # log
+                run.interval_steps -= guard.flush(run.history, step)
+                mean_loss = run.record(step, lr, grad_norm)
+                bar.set_postfix(loss=f"{mean_loss:.3f}", tok_s=f"{run.history.tokens_per_s[-1]:,.0f}", refresh=False)
+            if eval_set and (step % cfg.eval_every == 0 or last):
+                run.record_eval(step, evaluate(model, eval_set, device, precision))
+            if checkpoint_dir is not None and ((checkpoint_every and step % checkpoint_every == 0) or last):
+                run.interval_steps -= guard.flush(run.history, step)  # never save after an unreported bad step
+                save_run(checkpoint_dir, run, *state)
             bar.update(1)
             if step % cfg.log_every == 0:  # evaluation and saving are not training throughput
-                t_last, tokens_last = time.perf_counter(), tokens_seen
-            if callback is not None and callback(step, history):
+                run.restart_clock()
+            if callback is not None and callback(step, run.history):
                 break
-        guard.flush(history, step)
+        guard.flush(run.history, run.step)
     finally:
         bar.close()
-    return history
+    return run.history
