@@ -1,4 +1,4 @@
-"""Tests for utils/flops.py: FLOPs per token, peak table, MFU, budget cost."""
+"""Tests for utils/flops.py: FLOPs per token, MFU, budget cost (the GPU peaks: tests/test_hardware.py)."""
 
 import pytest
 
@@ -9,7 +9,6 @@ from utils.flops import (
     device_peak_flops,
     mfu,
     model_flops_per_token,
-    peak_flops_for,
     training_flops_per_token,
 )
 from utils.models import build_model, count_parameters
@@ -29,23 +28,6 @@ def test_model_flops_per_token_reads_the_shape():
     assert model_flops_per_token(model, 32) == 6 * n + 12 * 2 * 64 * 32
     t5 = build_model("encoder-decoder", "tiny", vocab_size=128)  # 2 + 2 layers
     assert model_flops_per_token(t5, 32) == 6 * count_parameters(t5).total + 12 * 4 * 64 * 32
-
-
-@pytest.mark.parametrize(
-    "name, peak",
-    [
-        ("NVIDIA H100 80GB HBM3", 989e12),
-        ("NVIDIA H200", 989e12),
-        ("NVIDIA A100-SXM4-40GB", 312e12),
-        ("Tesla V100-SXM2-16GB", 125e12),
-        ("Tesla T4", 65e12),
-        ("NVIDIA L4", 121e12),
-        ("NVIDIA L40S", None),  # not an L4
-        ("NVIDIA GeForce RTX 4090", None),
-    ],
-)
-def test_peak_table_lookup_by_device_name(name, peak):
-    assert peak_flops_for(name) == peak
 
 
 def test_mfu_and_achieved_flops():

@@ -1,6 +1,5 @@
 """utils.memory: the lecture's figures, ZeRO's Fig. 1, Korthikanti's formula, bad inputs, and properties."""
 
-import math
 import subprocess
 import sys
 
@@ -13,6 +12,7 @@ from utils.memory import (
     BYTES_PER_DTYPE,
     GB,
     GPT3_SHAPES,
+    GPU_TABLE,
     GPUS,
     OPTIMIZERS,
     PRECISIONS,
@@ -38,7 +38,7 @@ from utils.memory import (
 
 
 def test_module_imports_without_torch():
-    code = "import sys; sys.modules['torch'] = None; import utils.memory; print('ok')"
+    code = "import sys; sys.modules['torch'] = None; import utils.memory, utils.flops; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
 
@@ -180,22 +180,32 @@ def test_training_step_peak_phases():
 # ---- GPUs --------------------------------------------------------------------------------------------------
 
 
-def test_gpu_table():
-    assert set(GPUS) == {"T4", "A100-40", "A100-80", "H100"}
-    assert GPUS["T4"].memory_gb == 16 and not GPUS["T4"].bf16
-    assert GPUS["H100"].peak_tflops == 989 and GPUS["A100-40"].memory_bytes == 40 * GB
+def test_course_gpus_are_rows_of_the_hardware_table():
+    assert list(GPUS) == ["T4", "A100-40", "A100-80", "H100"]
+    assert all(GPUS[k] is GPU_TABLE[k] for k in GPUS)
+    assert GPUS["T4"].memory_gb == 16 and not GPUS["T4"].bf16  # the label of the table headers
 
 
 def test_gpus_needed_examples():
     assert gpus_needed(1e9, "A100-80", "pretrain") == 1  # 24 GB
-    assert gpus_needed(1e9, "T4", "pretrain") == 2  # 24 GB over 16 GB cards
+    assert gpus_needed(1e9, "T4", "pretrain") == 2  # 24 GB over 14.8e9 usable bytes per T4
     assert gpus_needed(1e9, "T4", "store") == 1
-    assert gpus_needed(175e9, "H100", "pretrain") == 53  # 4,200 GB / 80 GB = 52.5
-    assert gpus_needed(175e9, "A100-80", "store", precision="fp16") == 5  # 350 GB
-    assert gpus_needed(20e9, "A100-80", "store") == 1  # exactly 80 GB fits
+    # 4,200 GB over (81,090 MiB seen by torch - 1 GiB reserve) = 83.96e9 bytes per H100: 50.03 -> 51
+    assert gpus_needed(175e9, "H100", "pretrain") == 51
+    assert gpus_needed(175e9, "H100", "pretrain", reserve_bytes=0) == 50  # 4,200 / 85.03 = 49.4
+    assert gpus_needed(175e9, "A100-80", "store", precision="fp16") == 5  # 350 GB / 83.9 GB = 4.2
+    assert gpus_needed(20e9, "A100-80", "store") == 1  # 80 GB (74.5 GiB) fits an "80GB" (80 GiB) card
     est = gpu_estimate(7e9, "A100-40", "finetune")
     assert est.bytes_needed == 16 * 7e9 and est.n_gpus == 3
     assert task_memory(1e9, "store", precision="mixed") == 2 * GB
+
+
+def test_gpu_estimate_uses_the_usable_bytes_exactly():
+    usable = 81_049 * 2**20 - 2**30  # A100 80GB: torch's total_memory less the 1 GiB reserve
+    assert gpu_estimate(1e9, "A100-80", "store").gpu_bytes == usable
+    assert gpus_needed(usable / 4, "A100-80", "store") == 1  # fp32: exactly the usable bytes fit
+    assert gpus_needed(usable / 4 * (1 + 1e-6), "A100-80", "store") == 2
+    assert gpus_needed(1e9, "L4", "pretrain") == 2  # any card of the hardware table, not only GPUS
 
 
 def test_memory_calculator():
@@ -204,7 +214,8 @@ def test_memory_calculator():
     assert out["total"] == pytest.approx(
         out["weights"] + out["gradients"] + out["optimizer"] + out["activations"]
     )
-    assert out["n_gpus"] == math.ceil(out["total"] / (80 * GB))
+    assert out["total"] == pytest.approx(3_069.43e9, rel=1e-5)
+    assert out["n_gpus"] == 37  # 3,069 GB / 83.96e9 usable bytes per H100 = 36.6
     assert len(GPT3_SHAPES) == 8
 
 

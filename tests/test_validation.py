@@ -423,7 +423,7 @@ CASES = [
     (memory.model_memory, {"n_params": 1e9}, "dtype", "choice", dict(choices=memory.BYTES_PER_DTYPE)),
     (memory.activation_memory, {"seq_len": 128, "batch_size": 2, "hidden_size": 64, "n_heads": 4}, "n_layers", "int", dict(minimum=1)),
     (memory.zero_memory_per_device, {"n_params": 1e9, "stage": 1}, "n_devices", "int", dict(minimum=1)),
-    (memory.gpus_needed, {"n_params": 1e9, "task": "pretrain"}, "gpu", "choice", dict(choices=memory.GPUS)),
+    (memory.gpus_needed, {"n_params": 1e9, "task": "pretrain"}, "gpu", "choice", dict(choices=memory.GPU_TABLE)),
     (env.get_device, {}, "prefer", "choice", dict(choices=env.DEVICE_CHOICES)),
     (checkpoint.load_checkpoint, {}, "path", "path", {}),
     (train.train, {"model": torch.nn.Linear(2, 2), "data": []}, "resume_from", "path", dict(none_ok=True)),

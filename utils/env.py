@@ -16,6 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from utils.validate import check_choice  # noqa: F401 -- re-exported: imported from here before utils.validate
+
 #: One environment variable switches fast mode (CI): ``COURSE_FAST=1``.
 FAST_ENV_VAR = "COURSE_FAST"
 #: ``COURSE_REQUIRE_GPU=1`` (set by ``make test-gpu``) turns "no GPU, skipped" into a failure.
@@ -92,18 +94,6 @@ def cache_dir(*parts: str) -> Path:
     path = Path(root, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def check_choice(name: str, value, choices) -> None:
-    """Raise a ValueError naming the argument, the value and the accepted ones unless ``value in choices``.
-
-    The one validator the modules share (torch-free, so :mod:`utils.memory` can use it)."""
-    try:
-        valid = value in choices
-    except TypeError:  # an unhashable value is never a valid choice
-        valid = False
-    if not valid:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {tuple(choices)}")
 
 
 def has_package(name: str) -> bool:

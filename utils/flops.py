@@ -1,6 +1,7 @@
 """Throughput accounting: FLOPs per token, achieved FLOP/s, model FLOPs utilisation (MFU), budget cost.
 
-Pure functions (no torch needed except :func:`device_peak_flops` and :func:`model_flops_per_token`).
+Pure functions (no torch needed except :func:`model_flops_per_token`). GPU peaks come from
+:mod:`utils.hardware` (re-exported here: :data:`PEAK_FLOPS`, :func:`peak_flops_for`, :func:`device_peak_flops`).
 
 Training FLOPs per token of a dense transformer (Chowdhery et al. 2022, "PaLM", Appendix B; the same
 count as Hoffmann et al. 2022, "Chinchilla", Appendix F, and Kaplan et al. 2020, Sec. 2.1):
@@ -15,23 +16,14 @@ MFU = achieved model FLOP/s / peak FLOP/s (PaLM's definition: recomputation is n
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+# The GPU peaks live in the one hardware table; re-exported here, where notebooks and benchmarks import them.
+from utils.hardware import PEAK_FLOPS, device_peak_flops, peak_flops_for  # noqa: F401
 
 #: Seconds in a day, and FLOPs in one petaflop/s-day (10^15 FLOP/s for 86,400 s).
 SECONDS_PER_DAY = 86_400
 PETAFLOP_S_DAY = 1e15 * SECONDS_PER_DAY  # 8.64e19
-
-#: Peak dense tensor-core FLOP/s by GPU (vendor datasheets, sparse figures are 2x; reference.md):
-#: (name pattern matched against torch.cuda.get_device_name, peak FLOP/s, the 16-bit format it is for).
-PEAK_FLOPS: tuple[tuple[str, float, str], ...] = (
-    (r"H100", 989e12, "bf16"),  # H100 SXM; the PCIe card is lower (756e12)
-    (r"H200", 989e12, "bf16"),  # the H100 SXM's compute with more memory (not in reference.md)
-    (r"A100", 312e12, "bf16"),
-    (r"V100", 125e12, "fp16"),
-    (r"\bL4\b", 121e12, "bf16"),  # word boundary: not the L40 / L40S
-    (r"\bT4\b", 65e12, "fp16"),  # no bf16 on a T4
-)
 
 
 def _positive(name: str, value: float) -> None:
@@ -70,24 +62,6 @@ def achieved_flops(flops_per_token: float, tokens_per_s: float) -> float:
     if tokens_per_s < 0:
         raise ValueError(f"tokens_per_s must be >= 0, got {tokens_per_s!r}")
     return flops_per_token * tokens_per_s
-
-
-def peak_flops_for(device_name: str) -> float | None:
-    """Peak dense FLOP/s of a GPU from its name (e.g. "NVIDIA H100 80GB HBM3"); None if not in the table."""
-    for pattern, peak, _ in PEAK_FLOPS:
-        if re.search(pattern, device_name):
-            return peak
-    return None
-
-
-def device_peak_flops(device=None) -> float | None:
-    """Peak dense FLOP/s of ``device`` (a CUDA GPU from :data:`PEAK_FLOPS`); None on CPU / MPS / unknown GPUs."""
-    import torch
-
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    if device.type != "cuda" or not torch.cuda.is_available():
-        return None
-    return peak_flops_for(torch.cuda.get_device_name(device))
 
 
 def mfu(flops_per_token: float, tokens_per_s: float, peak: float | None) -> float | None:

@@ -1,7 +1,8 @@
 """The memory arithmetic of training: bytes per parameter, activations, ZeRO sharding and GPUs needed.
 
 Pure functions over explicit byte tables -- no torch import, so this module works anywhere. Every size
-is in **bytes**; ``GB`` is 10^9 bytes (as in the lecture, the papers and GPU datasheets), ``GiB`` 2^30.
+is in **bytes**; ``GB`` is 10^9 bytes (model sizes, as in the lecture and the papers), ``GiB`` 2^30 (what a
+GPU reports: an "80GB" card has 80 GiB, see :mod:`utils.units` and :mod:`utils.hardware`).
 
 What lives in memory while a model trains (Psi = number of parameters):
 
@@ -16,7 +17,7 @@ What lives in memory while a model trains (Psi = number of parameters):
 Sources: the lecture (24 bytes/param in fp32 with Adam), Rajbhandari et al. 2019 "ZeRO" (16 bytes/param
 for mixed-precision Adam, sharding stages), the Hugging Face docs "model memory anatomy" (18 bytes/param),
 Korthikanti et al. 2022 "Reducing Activation Recomputation in Large Transformer Models" (activations),
-bitsandbytes (8-bit Adam), vendor datasheets (GPUs).
+bitsandbytes (8-bit Adam); GPU figures with their sources in :mod:`utils.hardware`.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 
-from utils.env import check_choice
-
-GB = 10**9  #: bytes in a gigabyte (decimal, as in the lecture and the papers)
-GiB = 2**30  #: bytes in a gibibyte (what ``nvidia-smi`` and torch's allocator report)
+from utils.hardware import CONTEXT_RESERVE, COURSE_GPUS, GPU, GPU_TABLE
+from utils.units import GB, GiB  # noqa: F401 -- re-exported: notebooks import the units from here
+from utils.validate import check_choice
 
 #: Bytes per value of each number format. 4-bit formats also need block scales (see ``utils.quant``).
 BYTES_PER_DTYPE: dict[str, float] = {
@@ -626,27 +626,9 @@ def zero_memory_per_device(
 # ---------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class GPU:
-    """A GPU model: memory and dense 16-bit tensor-core peak (vendor datasheets; sparse figures are 2x)."""
-
-    name: str
-    memory_gb: float  # nominal memory, GB
-    peak_tflops: float  # dense fp16/bf16 tensor-core TFLOP/s (fp16 on a T4)
-    bf16: bool  # native bfloat16 support
-
-    @property
-    def memory_bytes(self) -> float:
-        return self.memory_gb * GB
-
-
-#: The GPUs the course compares.
-GPUS: dict[str, GPU] = {
-    "T4": GPU("NVIDIA T4", 16, 65, False),
-    "A100-40": GPU("NVIDIA A100 40GB", 40, 312, True),
-    "A100-80": GPU("NVIDIA A100 80GB", 80, 312, True),
-    "H100": GPU("NVIDIA H100 SXM 80GB", 80, 989, True),
-}
+#: The GPUs the course's tables compare, rows of :data:`utils.hardware.GPU_TABLE` (which has more cards;
+#: :func:`gpu_estimate` accepts any of them).
+GPUS: dict[str, GPU] = {key: GPU_TABLE[key] for key in COURSE_GPUS}
 
 #: What a model needs memory for, in :func:`gpus_needed`.
 TASKS = ("store", "finetune", "pretrain")
@@ -704,14 +686,18 @@ def gpu_estimate(
     precision: str = "fp32",
     optimizer: str = "adam",
     activation_bytes_per_param: float = 8.0,
+    reserve_bytes: float = CONTEXT_RESERVE,
 ) -> GpuEstimate:
-    """:func:`task_memory` divided over GPUs of kind ``gpu`` (a key of :data:`GPUS`), rounded up.
+    """:func:`task_memory` divided over GPUs of kind ``gpu`` (a key of :data:`utils.hardware.GPU_TABLE`),
+    rounded up.
 
-    Assumes the bytes split perfectly over the GPUs (ZeRO-3 / FSDP sharding of every state, activations
-    too) and uses the nominal memory (80 GB = 80 x 10^9 bytes) with no room for the CUDA context,
-    workspaces or fragmentation: a lower bound on the GPU count.
+    Each card offers its usable bytes: the memory a CUDA program sees (torch's ``total_memory``: an A100
+    80GB reports 81,920 MiB to nvidia-smi and shows 81,049 MiB, about 85.0e9 bytes, to torch) less
+    ``reserve_bytes`` (1 GiB by default) for the CUDA context, workspaces and fragmentation. Assumes the
+    bytes split perfectly over the GPUs (ZeRO-3 / FSDP sharding of every state, activations too): a lower
+    bound on the GPU count.
     """
-    check_choice("gpu", gpu, GPUS)
+    check_choice("gpu", gpu, GPU_TABLE)
     need = task_memory(
         n_params,
         task,
@@ -719,8 +705,8 @@ def gpu_estimate(
         optimizer=optimizer,
         activation_bytes_per_param=activation_bytes_per_param,
     )
-    have = GPUS[gpu].memory_bytes
-    n = max(1, math.ceil(need / have - 1e-9))  # 1e-9: 80 GB of need fits 80 GB of memory exactly
+    have = GPU_TABLE[gpu].usable_bytes(reserve_bytes)
+    n = max(1, math.ceil(need / have - 1e-9))  # 1e-9: a need of exactly the usable bytes fits one card
     return GpuEstimate(gpu=gpu, task=task, bytes_needed=need, gpu_bytes=have, n_gpus=n)
 
 
@@ -732,6 +718,7 @@ def gpus_needed(
     precision: str = "fp32",
     optimizer: str = "adam",
     activation_bytes_per_param: float = 8.0,
+    reserve_bytes: float = CONTEXT_RESERVE,
 ) -> int:
     """The number of ``gpu`` GPUs a ``task`` needs for ``n_params`` parameters (see :func:`gpu_estimate`)."""
     return gpu_estimate(
@@ -741,6 +728,7 @@ def gpus_needed(
         precision=precision,
         optimizer=optimizer,
         activation_bytes_per_param=activation_bytes_per_param,
+        reserve_bytes=reserve_bytes,
     ).n_gpus
 
 
@@ -787,10 +775,10 @@ def memory_calculator(
 
     Activations are 16-bit except with ``precision="fp32"``; the logits are counted in fp32. Returns
     bytes for "weights", "gradients", "optimizer", "activations" (layers + logits) and "total", and the
-    GPU count "n_gpus" (perfect sharding assumed, as in :func:`gpu_estimate`).
+    GPU count "n_gpus" (perfect sharding over the usable bytes of each card, as in :func:`gpu_estimate`).
     """
     check_choice("model", model, GPT3_SHAPES)
-    check_choice("gpu", gpu, GPUS)
+    check_choice("gpu", gpu, GPU_TABLE)
     g = GPT3_SHAPES[model]
     states = training_memory(
         g.n_params, precision=precision, optimizer=optimizer, activation_bytes_per_param=0
@@ -812,7 +800,7 @@ def memory_calculator(
         "optimizer": states.optimizer,
         "activations": acts.total,
         "total": total,
-        "n_gpus": max(1, math.ceil(total / GPUS[gpu].memory_bytes - 1e-9)),
+        "n_gpus": max(1, math.ceil(total / GPU_TABLE[gpu].usable_bytes() - 1e-9)),
     }
 
 

@@ -6,7 +6,8 @@ Each check raises a ``ValueError`` that names the argument, shows the value and 
 
 and returns the value as a plain Python ``int`` / ``float`` (so a ``numpy.int64`` from a NumPy computation
 works everywhere a Python int does, and stays JSON-serialisable). ``True`` is not a number here: a bool
-passed as a count or a rate is always a mistake. No torch import: :mod:`utils.memory` uses these too.
+passed as a count or a rate is always a mistake. No torch import and no import from the course's other
+modules: every module, the torch-free arithmetic included, can use these.
 """
 
 from __future__ import annotations
@@ -14,14 +15,22 @@ from __future__ import annotations
 import math
 import numbers
 
-from utils.env import check_choice
-
 __all__ = ["check_bool", "check_choice", "check_fraction", "check_int", "check_number", "fail"]
 
 
 def fail(name: str, value, accepted: str):
     """Raise the one error message style: ``name=value is not valid; accepted: ...``."""
     raise ValueError(f"{name}={value!r} is not valid; accepted: {accepted}")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """``value`` must be one of ``choices`` (a tuple, or a dict's keys); unhashable values never are."""
+    try:
+        valid = value in choices
+    except TypeError:  # e.g. a list looked up in a dict
+        valid = False
+    if not valid:
+        fail(name, value, f"one of {tuple(choices)}")
 
 
 def _range_text(minimum, maximum, min_open: bool, max_open: bool) -> str:
