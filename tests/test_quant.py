@@ -12,6 +12,7 @@ from utils.quant import (
     absmax_dequantize,
     absmax_quantize,
     float_bits,
+    fp4_levels,
     nf4_bits_per_value,
     nf4_dequantize,
     nf4_levels,
@@ -178,10 +179,31 @@ def test_nf4_matches_bitsandbytes():
     packed, state = F.quantize_4bit(x, blocksize=64, quant_type="nf4")
     ref = F.dequantize_4bit(packed, state)
     codes, absmax = nf4_quantize(x)
-    assert torch.allclose(absmax, state.absmax)
-    ours = nf4_dequantize(codes, absmax, x.shape)
-    assert (ours == ref).float().mean() > 0.999
-    assert torch.allclose(ours, ref, atol=0.2)
+    p = packed.flatten()  # two codes per byte, the first one in the high nibble
+    assert torch.equal(torch.stack([p >> 4, p & 15], dim=1).flatten(), codes)
+    assert torch.equal(absmax, state.absmax)
+    assert torch.equal(nf4_dequantize(codes, absmax, x.shape), ref)  # bit for bit
+
+
+def test_fp4_levels_match_bitsandbytes_table():
+    levels = fp4_levels()
+    assert levels.numel() == 16 and levels.abs().max() == 1 and levels[1] == 0.0625 / 12
+    assert torch.equal(levels[8:], -levels[:8])  # the sign bit is the top bit of the code
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes not installed")
+    from utils.env import import_bitsandbytes
+
+    assert torch.equal(levels, import_bitsandbytes().functional.get_4bit_type("fp4", device="cpu"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_nf4_stays_on_the_input_device():
+    x = torch.randn(300, device="cuda")
+    codes, absmax = nf4_quantize(x)
+    assert codes.device.type == absmax.device.type == "cuda"
+    back = nf4_dequantize(codes, absmax, x.shape)
+    assert back.device.type == "cuda"
+    assert torch.equal(back.cpu(), nf4_dequantize(*nf4_quantize(x.cpu()), x.shape))
 
 
 def test_nf4_rejects_bad_args():
@@ -196,3 +218,5 @@ def test_nf4_rejects_bad_args():
         nf4_dequantize(torch.full((8,), 16, dtype=torch.uint8), absmax, (8,))
     with pytest.raises(ValueError, match="offset"):
         nf4_levels(1.5)
+    with pytest.raises(ValueError, match="one device"):
+        nf4_dequantize(codes, absmax.to("meta"), (8,))

@@ -15,6 +15,7 @@ from utils.quant_models import (
     int8_outlier_columns,
     measure_generation,
     quantize_model,
+    replace_linears,
     state_bytes,
 )
 
@@ -94,6 +95,39 @@ def test_formats_shrink_the_blocks_and_keep_the_outputs_close(device):
     assert err["int8"] < err["nf4"] < 0.3 and err["fp4"] < 0.3
     assert quantize_model(model, "fp32", "cpu") is not model  # a copy: the caller's model is untouched
     assert all(type(m) is not nn.Linear or m.weight.dtype == torch.float32 for m in model.modules())
+
+
+@needs_bnb
+def test_replace_linears_swaps_every_block_linear_and_nothing_else():
+    import bitsandbytes as bnb
+
+    model = tiny_llama()
+    assert replace_linears(model, "nf4") == 2 * 7  # q, k, v, o, gate, up, down in each of 2 layers
+    kinds = {type(m) for m in model.model.layers.modules() if isinstance(m, nn.Linear)}
+    assert kinds == {bnb.nn.Linear4bit} and type(model.lm_head) is nn.Linear  # the head is left alone
+    assert model.model.layers[0].mlp.down_proj.weight.dtype == torch.float32  # quantized only by .to(device)
+    assert replace_linears(tiny_llama(), "int8") == 14
+    with pytest.raises(ValueError, match="fmt='bf16'"):
+        replace_linears(tiny_llama(), "bf16")
+    with pytest.raises(ValueError, match="blocksize=100"):
+        replace_linears(tiny_llama(), "nf4", blocksize=100)
+    with pytest.raises(ValueError, match="blocks='h'"):
+        replace_linears(tiny_llama(), "nf4", blocks="h")
+
+
+@needs_bnb
+@pytest.mark.parametrize("fmt", ["int8", "nf4"])
+def test_quantized_logits_do_not_depend_on_the_grad_mode(fmt):
+    # bitsandbytes repacks a Linear4bit on AVX512-BF16 CPUs at its first forward whose input needs no grad
+    # (bf16 scales): quantize_model freezes the parameters so that every forward takes the same path
+    ids = torch.randint(1, 256, (1, 12), generator=torch.Generator().manual_seed(0))
+    model = tiny_llama()
+    a, b = quantize_model(model, fmt, "cpu"), quantize_model(model, fmt, "cpu")
+    first = a(input_ids=ids).logits  # grad mode on
+    with torch.no_grad():
+        second = b(input_ids=ids).logits
+    assert not any(p.requires_grad for p in a.parameters())
+    assert torch.equal(first, second)
 
 
 @needs_bnb

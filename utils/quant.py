@@ -11,7 +11,8 @@ functions against their definitions and, where it is installed, against bitsandb
 * :func:`zeropoint_quantize` (asymmetric): ``scale = 255 / (max x - min x)``,
   ``zp = round(-min x * scale) - 128``, ``x_q = clamp(round(x * scale) + zp, -128, 127)``.
 * :func:`nf4_quantize`: each block of 64 values is divided by its absmax and rounded to the nearest of the
-  16 NF4 levels (QLoRA), which are quantiles of a normal distribution normalised to [-1, 1].
+  16 NF4 levels (QLoRA), which are quantiles of a normal distribution normalised to [-1, 1];
+  :func:`fp4_levels` builds bitsandbytes' other 4-bit table, a float with 2 exponent bits and 1 fraction bit.
 """
 
 from __future__ import annotations
@@ -198,6 +199,21 @@ def nf4_levels(offset: float = NF4_OFFSET) -> torch.Tensor:
     return (levels / levels.abs().max()).float()
 
 
+def fp4_levels() -> torch.Tensor:
+    """The 16 values of bitsandbytes' FP4, in code order (code = sign bit, 2 exponent bits, 1 fraction bit).
+
+    A tiny float: exponent field ``e`` = 1, 2, 3 gives ``2**(4 - e) * (1 + m / 2)`` (8, 12 / 4, 6 / 2, 3),
+    ``e = 0`` gives 0 and, for ``m = 1``, a subnormal 0.0625; everything divided by the largest, 12, so
+    the levels lie in [-1, 1] like NF4's. Unlike NF4 they are spaced by powers of two, not by quantiles.
+    """
+    mags = []
+    for code in range(8):
+        e, m = code >> 1, code & 1
+        mags.append(0.0625 * m if e == 0 else 2.0 ** (4 - e) * (1 + m / 2))
+    mags = torch.tensor(mags) / 12
+    return torch.cat([mags, -mags])
+
+
 def _check_blocksize(blocksize) -> int:
     return check_int("blocksize", blocksize, minimum=1)
 
@@ -216,7 +232,8 @@ def nf4_quantize(x: torch.Tensor, blocksize: int = 64) -> tuple[torch.Tensor, to
     blocks = torch.nn.functional.pad(flat, (0, pad)).view(-1, blocksize)
     absmax = blocks.abs().amax(dim=1)
     normed = blocks / torch.where(absmax > 0, absmax, torch.ones_like(absmax))[:, None]
-    mids = (NF4_LEVELS[1:] + NF4_LEVELS[:-1]) / 2  # decision boundaries between neighbouring levels
+    levels = NF4_LEVELS.to(flat.device)  # the table follows the input (a CUDA tensor stays on its GPU)
+    mids = (levels[1:] + levels[:-1]) / 2  # decision boundaries between neighbouring levels
     codes = torch.bucketize(normed, mids).to(torch.uint8)
     return codes.reshape(-1)[: flat.numel()], absmax
 
@@ -235,7 +252,9 @@ def nf4_dequantize(codes: torch.Tensor, absmax: torch.Tensor, shape, blocksize: 
             f"absmax has {absmax.numel()} blocks, expected {(n + pad) // blocksize} for "
             f"{n} codes with blocksize={blocksize}"
         )
-    vals = NF4_LEVELS[codes.long()]
+    if absmax.device != codes.device:
+        raise ValueError(f"codes and absmax must be on one device, got {codes.device} and {absmax.device}")
+    vals = NF4_LEVELS.to(codes.device)[codes.long()]
     vals = torch.nn.functional.pad(vals, (0, pad)).view(-1, blocksize) * absmax[:, None]
     try:
         return vals.reshape(-1)[:n].reshape(shape)

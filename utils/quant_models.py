@@ -2,6 +2,8 @@
 
 :mod:`utils.quant` shows the algorithms from scratch; this module runs the real kernels on a real model:
 
+* :func:`replace_linears` swaps every ``nn.Linear`` of the transformer blocks for a bitsandbytes layer (the
+  swap that ``transformers`` does at load time with ``BitsAndBytesConfig``);
 * :func:`quantize_model` puts a model on ``device`` in one of :data:`MODEL_FORMATS`: fp32 / bf16 / fp16 as
   plain casts, or every ``nn.Linear`` of the transformer blocks replaced by a bitsandbytes layer --
   ``Linear8bitLt`` (LLM.int8(), outlier threshold 6.0) or ``Linear4bit`` (NF4 / FP4 in blocks of 64 with
@@ -24,6 +26,7 @@ import torch
 from torch import nn
 
 from utils.env import bf16_supported, check_choice, import_bitsandbytes
+from utils.memory_measure import storage_bytes
 from utils.validate import check_int, check_number
 
 #: What :func:`quantize_model` produces: plain floating-point casts, then bitsandbytes formats.
@@ -104,26 +107,63 @@ def quantize_model(
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     threshold = check_number("threshold", threshold, minimum=0)
-    if blocksize not in (32, 64, 128, 256, 512, 1024, 2048, 4096):
-        raise ValueError(f"blocksize={blocksize!r} is not valid; accepted: a power of two from 32 to 4096")
+    _check_blocksize(blocksize)
     dtype = format_dtype(fmt, device, bf16_ok)
+    _block_root(model, blocks)  # a wrong path fails before the copy
     m = copy.deepcopy(model) if copy_model else model
     if fmt in BNB_FORMATS:
-        bnb = import_bitsandbytes()
-        root = m
-        for part in blocks.split("."):
-            if not hasattr(root, part):
-                raise ValueError(f"blocks={blocks!r} is not an attribute path of this model (no {part!r})")
-            root = getattr(root, part)
-        for module in list(root.modules()):
-            for name, child in list(module.named_children()):
-                if type(child) is nn.Linear:
-                    setattr(module, name, _bnb_linear(bnb, child, fmt, dtype, threshold, blocksize))
+        replace_linears(m, fmt, blocks=blocks, dtype=dtype, threshold=threshold, blocksize=blocksize)
     # non-quantized parameters take the format's dtype; bitsandbytes' own tensors keep theirs
     for p in m.parameters():
         if p.is_floating_point() and type(p) is nn.Parameter:
             p.data = p.data.to(dtype)
+    # Inference only, and one code path whatever the grad mode: on a CPU with AVX512-BF16, bitsandbytes
+    # repacks a Linear4bit at its first forward *whose input needs no grad* (scales rounded to bf16, a
+    # different kernel). With trainable embeddings that depends on torch.no_grad(), and the logits moved
+    # by up to 0.4 on SmolLM2 between the two paths; frozen parameters make every forward take the same one.
+    m.requires_grad_(False)
     return m.to(device).eval()  # moving a bitsandbytes layer to the device quantizes it
+
+
+def _check_blocksize(blocksize) -> int:
+    if blocksize not in (32, 64, 128, 256, 512, 1024, 2048, 4096) or isinstance(blocksize, bool):
+        raise ValueError(f"blocksize={blocksize!r} is not valid; accepted: a power of two from 32 to 4096")
+    return int(blocksize)
+
+
+def _block_root(model: nn.Module, blocks: str) -> nn.Module:
+    root = model
+    for part in blocks.split("."):
+        if not hasattr(root, part):
+            raise ValueError(f"blocks={blocks!r} is not an attribute path of this model (no {part!r})")
+        root = getattr(root, part)
+    return root
+
+
+def replace_linears(
+    model: nn.Module,
+    fmt: str,
+    *,
+    blocks: str = "model.layers",
+    dtype: torch.dtype = torch.float32,
+    threshold: float = INT8_THRESHOLD,
+    blocksize: int = 64,
+) -> int:
+    """Swap, in place, every ``nn.Linear`` under ``blocks`` for a bitsandbytes layer of format ``fmt``
+    (int8 / nf4 / fp4) holding the same weights in ``dtype``, not yet quantized (moving it to a device
+    does that). Returns how many layers were swapped. :func:`quantize_model` is this plus the casts."""
+    check_choice("fmt", fmt, BNB_FORMATS)
+    threshold = check_number("threshold", threshold, minimum=0)
+    blocksize = _check_blocksize(blocksize)
+    bnb = import_bitsandbytes()
+    root = _block_root(model, blocks)
+    swapped = 0
+    for module in list(root.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is nn.Linear:
+                setattr(module, name, _bnb_linear(bnb, child, fmt, dtype, threshold, blocksize))
+                swapped += 1
+    return swapped
 
 
 def state_bytes(module: nn.Module, exclude_tied: bool = True) -> int:
@@ -131,16 +171,10 @@ def state_bytes(module: nn.Module, exclude_tied: bool = True) -> int:
 
     A tied output head shares the embedding's storage: counted once (``exclude_tied``).
     """
-    seen, total = set(), 0
-    for t in module.state_dict(keep_vars=True).values():
-        if not isinstance(t, torch.Tensor):
-            continue
-        key = (t.device, t.untyped_storage().data_ptr()) if exclude_tied and t.numel() else None
-        if key is not None and key in seen:
-            continue
-        seen.add(key)
-        total += t.numel() * t.element_size()
-    return total
+    tensors = [t for t in module.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
+    if exclude_tied:  # unique storages, as utils.memory_measure counts a model's parameters
+        return storage_bytes(tensors)
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 @dataclass
