@@ -1,4 +1,4 @@
-"""Folders that are written whole or not at all, and that know when they were damaged.
+"""Files and folders that are written whole or not at all, and folders that know when they were damaged.
 
 Checkpoints (:mod:`utils.checkpoint`) and the caches of converted models and trained tokenizers
 (:mod:`utils.pretrained`, :mod:`utils.tokenizer`) are folders. Each is written under a temporary name beside
@@ -112,6 +112,21 @@ def verify_folder(folder, kind: str, required=()) -> dict:
         if file_sha256(path) != meta.get("sha256"):
             raise IntegrityError(f"{str(path)!r} does not match its SHA-256 in the manifest: the file is damaged")
     return manifest
+
+
+def write_text_atomically(path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling and a rename: a reader (or a run killed while
+    writing) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------ temporary folders
