@@ -4,6 +4,8 @@ The first SmolLM2 load on a machine converts its GGUF (about 20 s on 2 cores) in
 cache; every later run, and every notebook, loads the converted copy in a few seconds.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -48,7 +50,10 @@ def test_registry_is_honest_about_provenance():
 def test_resolve_points_at_the_package_or_the_hub():
     for name in MODELS:
         source = resolve(name)
-        assert source.location == (source.location if source.local else REGISTRY[name].hub_id)
+        if source.local:  # the installed package's folder (the hub id is not a folder here)
+            assert Path(source.location).is_dir() and REGISTRY[name].package in source.location
+        else:
+            assert source.location == REGISTRY[name].hub_id
         assert ("local copy" if source.local else "Hub") in str(source)
 
 
@@ -57,7 +62,20 @@ def test_smollm2_loads_offline_with_the_expected_size(smol):
     assert type(model).__name__ == "LlamaForCausalLM" and not model.training
     assert sum(p.numel() for p in model.parameters()) == REGISTRY[SMOL].parameters
     assert tokenizer.chat_template
-    assert load_pretrained(SMOL)[0] is model  # cached within the process, deliberately the same object
+
+
+def test_each_load_is_a_fresh_model_that_no_other_caller_can_change(smol):
+    """A caller that trains or edits its model in place never changes what the next caller loads."""
+    first, _ = smol
+    second, _ = load_pretrained(SMOL)
+    assert second is not first
+    weight = second.get_input_embeddings().weight
+    before = first.get_input_embeddings().weight.detach().clone()
+    with torch.no_grad():
+        weight.add_(1.0)  # what an optimizer step on `second` does
+    assert torch.equal(first.get_input_embeddings().weight, before)
+    third, _ = load_pretrained(SMOL)
+    assert torch.equal(third.get_input_embeddings().weight, before)
 
 
 def test_smollm2_generates_deterministically(smol):

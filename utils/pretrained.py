@@ -21,6 +21,7 @@ Remote code is never trusted (``trust_remote_code`` stays False): both are stand
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import logging
@@ -31,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from utils.env import DEVICE_CHOICES, cache_dir, get_device, hub_reachable
-from utils.io import CacheWarning, load_cached, save_atomically, store_cached  # noqa: F401 (re-export)
-from utils.validate import check_int
+from utils.inference import embed, generate  # noqa: F401 (re-exported: used with the models loaded here)
+from utils.io import CacheWarning, load_cached, store_cached
+from utils.validate import check_choice
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +93,7 @@ CONVERTED_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokeni
 
 def spec(name: str) -> PretrainedSpec:
     """The registry entry of ``name``; ValueError listing the valid names otherwise."""
-    if name not in REGISTRY:
-        raise ValueError(f"name={name!r} is not a known pre-trained model; choose one of {MODELS}")
+    check_choice("name", name, MODELS)
     return REGISTRY[name]
 
 
@@ -195,8 +196,7 @@ def _as_dtype(dtype):
 
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype={dtype!r} is not valid; choose a torch.dtype or one of {DTYPES}")
+    check_choice("dtype", dtype, DTYPES)  # (or a torch.dtype, returned above)
     return getattr(torch, dtype)
 
 
@@ -207,13 +207,18 @@ def load_pretrained(name: str, dtype=None, device=None):
     "bfloat16" / "float16" / "float32". ``device``: None or "cpu" for the CPU, "auto" for the best device
     (see :func:`utils.env.get_device`), or any torch device.
 
-    Cached per process on ``(name, dtype, device)``: a second call returns **the same objects**, so a
-    notebook can call it freely without reloading. Do not train or modify the returned model in place;
-    take ``copy.deepcopy(model)`` first (or call :func:`clear_cache`).
+    Every call returns **a new model and tokenizer**, yours to train or modify: the weights are read from
+    disk once per process into a private copy that is never handed out, and each call gets a deep copy of
+    it (about a second for SmolLM2; the disk load or GGUF conversion is what the cache saves). So one
+    notebook cell that fine-tunes its model cannot change what another cell loads.
     """
     spec(name)  # validate before touching the cache
-    dtype = _as_dtype(dtype)
-    return _load_cached(name, dtype, _as_device(device))
+    dtype, device = _as_dtype(dtype), _as_device(device)
+    model, tokenizer = _load_cached(name)
+    model = copy.deepcopy(model)
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.to(device).eval(), copy.deepcopy(tokenizer)
 
 
 def _as_device(device):
@@ -239,8 +244,9 @@ def _as_device(device):
     return dev
 
 
-@functools.lru_cache(maxsize=4)
-def _load_cached(name: str, dtype, device):
+@functools.lru_cache(maxsize=2)
+def _load_cached(name: str):
+    """(model, tokenizer) as stored, on the CPU: the private copy :func:`load_pretrained` copies from."""
     from transformers import AutoModel, AutoTokenizer
 
     s, source = spec(name), resolve(name)
@@ -267,13 +273,11 @@ def _load_cached(name: str, dtype, device):
                 AutoModel.from_pretrained(source.location),
                 AutoTokenizer.from_pretrained(source.location),
             )
-    if dtype is not None:
-        model = model.to(dtype)
-    return model.to(device).eval(), tokenizer
+    return model.eval(), tokenizer
 
 
 def clear_cache() -> None:
-    """Forget the models :func:`load_pretrained` holds, so the next call loads fresh objects."""
+    """Forget the weights :func:`load_pretrained` holds in memory, so the next call reads them from disk."""
     _load_cached.cache_clear()
 
 
@@ -296,74 +300,3 @@ def model_card(name: str):
         except Exception as exc:  # network trouble: say so, the notebook continues
             log.warning("could not fetch the model card of %s: %s", s.hub_id, exc)
     return None
-
-
-def generate(model, tokenizer, prompt: str, max_new_tokens: int = 64, system: str | None = None) -> str:
-    """Greedy (deterministic) continuation of ``prompt``; only the new text is returned.
-
-    With a chat tokenizer (an instruct model) the prompt becomes a user message in the chat template,
-    after an optional ``system`` message; otherwise it is continued as plain text.
-    """
-    import torch
-
-    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=1)
-    if not isinstance(prompt, str):
-        raise ValueError(f"prompt={prompt!r} is not valid; accepted: a string")
-    if system is not None and not isinstance(system, str):
-        raise ValueError(f"system={system!r} is not valid; accepted: a string or None")
-    if getattr(tokenizer, "chat_template", None):
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": prompt}
-        ]
-        inputs = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-    else:
-        inputs = tokenizer(prompt, return_tensors="pt")
-    inputs = {k: v.to(model.device) for k, v in inputs.items()}
-    n_prompt = inputs["input_ids"].shape[1]
-    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
-    if context is not None and n_prompt + max_new_tokens > context:
-        raise ValueError(
-            f"prompt is {n_prompt} tokens (chat template included); with max_new_tokens={max_new_tokens} that "
-            f"is {n_prompt + max_new_tokens} tokens, more than the model's context of {context}; accepted: a "
-            "shorter prompt or fewer new tokens"
-        )
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    with torch.inference_mode():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id)
-    new_tokens = out[0, inputs["input_ids"].shape[1] :]
-    return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
-
-
-def embed(model, tokenizer, sentences, batch_size: int = 32, max_length: int = 256):
-    """Sentence embeddings as sentence-transformers computes them for MiniLM: mean of the token vectors
-    (padding excluded), then L2-normalised, so a dot product is the cosine similarity.
-
-    ``sentences``: a string or a list of strings. Returns a float tensor of shape (n, hidden size).
-    ``max_length`` 256 is all-MiniLM-L6-v2's ``max_seq_length``.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    batch_size = check_int("batch_size", batch_size, minimum=1)
-    max_length = check_int("max_length", max_length, minimum=2)
-    if isinstance(sentences, str):
-        sentences = [sentences]
-    if not sentences or not all(isinstance(s, str) for s in sentences):
-        raise ValueError(f"sentences must be a string or a non-empty list of strings, got {sentences!r}")
-    chunks = []
-    for start in range(0, len(sentences), batch_size):
-        batch = tokenizer(
-            sentences[start : start + batch_size],
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        ).to(model.device)
-        with torch.inference_mode():
-            tokens = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
-        mean = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        chunks.append(F.normalize(mean.float(), p=2, dim=1))
-    return torch.cat(chunks)
