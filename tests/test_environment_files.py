@@ -44,3 +44,37 @@ def test_model_packages_agree():
 
     makefile = (ROOT / "Makefile").read_text()
     assert f"MODEL_PKGS := {' '.join(MODEL_PKGS)}" in makefile
+
+
+def _pins(name: str) -> dict:
+    pins = {}
+    for line in (ROOT / name).read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            pkg, _, version = line.partition("==")
+            assert version, f"{name} must pin exactly: {line!r}"
+            pins[pkg.lower().replace("_", "-")] = version
+    return pins
+
+
+# requirements.lock's pins that have no release for Python 3.10 (Requires-Python >= 3.11, checked with
+# pip on 3.10.13): the 3.10 lock has each one's newest 3.10 release instead.
+NEEDS_PY311 = {
+    "annotated-doc", "contourpy", "coverage", "filelock", "fonttools", "httpcore2", "httpx2", "hypothesis",
+    "ipykernel", "ipython", "matplotlib", "networkx", "numpy", "pandas", "pillow", "platformdirs", "pycparser",
+    "python-dateutil", "regex", "rpds-py", "scipy", "soupsieve", "tornado", "transformers", "typer",
+}
+
+
+def test_python310_lock_differs_only_where_3_10_has_no_release():
+    main, py310 = _pins("requirements.lock"), _pins("requirements-py310.lock")
+    assert py310["torch"] == main["torch"], "every Python runs the same torch"
+    top_level = [line.split("==")[0].lower().replace("_", "-") for line in
+                 (ROOT / "requirements.in").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    assert not [p for p in top_level if p not in py310], "a requirements.in package is missing for 3.10"
+    changed = {p for p in main if p in py310 and py310[p] != main[p]}
+    assert changed <= NEEDS_PY311, f"3.10 pins differ without a reason: {sorted(changed - NEEDS_PY311)}"
+    dropped = set(main) - set(py310)
+    assert dropped <= {"ipython-pygments-lexers"}, dropped  # an ipython 9 dependency; the 3.10 lock has 8
+    cuda = [p for p in py310 if p.startswith(("nvidia-", "cuda-")) or p == "triton"]
+    assert not cuda, f"the CPU environment pins no CUDA packages: {cuda}"
+
