@@ -35,8 +35,26 @@ def test_seed_everything_makes_every_rng_repeat():
     b = draw()
     assert a[:2] == b[:2]
     torch.testing.assert_close(a[2], b[2], rtol=0, atol=0)
-    with pytest.raises(ValueError, match="seed"):
-        env.seed_everything(-1)
+    for bad in (-1, False, True, 1.5, "1"):  # False is not seed 0
+        with pytest.raises(ValueError, match="seed"):
+            env.seed_everything(bad)
+    with pytest.raises(ValueError, match="deterministic"):
+        env.seed_everything(0, deterministic="no")
+    env.seed_everything(np.int64(5))  # a NumPy integer is a fine seed
+
+
+def test_bf16_support_says_whether_the_cpu_emulates_it(monkeypatch):
+    cpu = env.bf16_support("cpu")
+    assert cpu.usable and env.bf16_usable("cpu") and env.bf16_supported is env.bf16_usable
+    assert cpu.native == env._cpu_bf16_native()
+    assert cpu.how.startswith("native" if cpu.native else "emulated")
+    monkeypatch.setattr(env, "_cpu_bf16_native", lambda: False)  # a CPU without AVX512-BF16 / AMX
+    assert env.bf16_support("cpu") == env.Bf16Support(True, False, "emulated on the CPU (correct, slower than fp32)")
+    report = env.probe(check_hub=False)
+    if report.device == "cpu":
+        assert report.bf16 is False and "bf16: emulated" in env.environment_line(report)
+    monkeypatch.setenv(env.NO_BF16_ENV_VAR, "1")
+    assert env.bf16_support("cpu") == env.Bf16Support(False, False, "off: COURSE_NO_BF16=1")
 
 
 @pytest.mark.parametrize("value, fast", [("1", True), ("true", True), ("0", False), ("", False)])
@@ -91,3 +109,4 @@ def test_cuda_probe_sees_memory_and_bf16_flag():
     report = env.probe(check_hub=False)
     assert report.device == "cuda" and report.gpu_memory_bytes > 2**30
     assert report.bf16 == torch.cuda.is_bf16_supported(including_emulation=False)
+    assert report.bf16_how.startswith("native" if report.bf16 else "no")

@@ -47,3 +47,22 @@ def test_budget_cost():
         budget_cost(1e18, 0)
     with pytest.raises(ValueError, match="price_per_hour"):
         budget_cost(1e18, 1e12, -1)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1.0, True, "1e9"])
+def test_non_finite_and_non_numbers_are_refused(bad):
+    for call, argument in [
+        (lambda: achieved_flops(1e9, bad), "tokens_per_s"),
+        (lambda: mfu(1e9, 1e5, bad), "peak"),
+        (lambda: budget_cost(bad, 1e12), "flops"),
+        (lambda: budget_cost(1e18, 1e12, bad), "price_per_hour"),
+        (lambda: training_flops_per_token(bad, 2, 64, 32), "n_params"),
+    ]:
+        with pytest.raises(ValueError, match=argument):
+            call()
+
+
+def test_numpy_scalars_are_accepted():
+    np = pytest.importorskip("numpy")
+    assert training_flops_per_token(np.int64(10), np.int64(1), np.int32(8), np.int64(4)) == 6 * 10 + 12 * 8 * 4
+    assert budget_cost(np.float64(8.64e19), np.float32(1e15)).pfs_days == pytest.approx(1.0)

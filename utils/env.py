@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.validate import check_choice  # noqa: F401 -- re-exported: imported from here before utils.validate
+from utils.validate import check_bool, check_choice, check_int  # check_choice also re-exported from here
 
 #: One environment variable switches fast mode (CI): ``COURSE_FAST=1``.
 FAST_ENV_VAR = "COURSE_FAST"
@@ -136,8 +136,7 @@ def get_device(prefer: str = "auto"):
     """
     import torch
 
-    if prefer not in DEVICE_CHOICES:
-        raise ValueError(f"prefer={prefer!r} is not a device choice; use one of {DEVICE_CHOICES}")
+    check_choice("prefer", prefer, DEVICE_CHOICES)
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if prefer == "auto":
@@ -154,36 +153,74 @@ def no_bf16_forced() -> bool:
     return _flag(NO_BF16_ENV_VAR)
 
 
-def bf16_supported(device=None) -> bool:
-    """Whether bfloat16 matmuls run natively on ``device`` (CUDA: compute capability >= 8.0, i.e. not a T4).
+@dataclass(frozen=True)
+class Bf16Support:
+    """What bfloat16 means on one device: whether the course uses it there, and whether the hardware does it."""
 
-    On CPU bf16 works (emulated, slowly); we report True because results are correct there.
-    ``COURSE_NO_BF16=1`` makes it False everywhere (the T4 path, testable on any machine).
-    """
+    usable: bool  # bf16 autocast runs correctly and the course uses it (natively, or emulated on a CPU)
+    native: bool  # the hardware computes bf16 itself (not an emulation through fp32)
+    how: str  # one line saying which, e.g. "native (CUDA compute capability 8.0)"
+
+
+def _cpu_bf16_native() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX); False when torch cannot say."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private probe: absent in some builds
+        return False
+
+
+def bf16_support(device=None) -> Bf16Support:
+    """Whether ``device`` runs bfloat16, and how: natively (CUDA compute capability >= 8.0, i.e. not a T4
+    or V100; Apple GPUs on macOS 14+; CPUs with AVX512-BF16 / AMX) or emulated (other CPUs: correct, slow).
+
+    On CUDA only native bf16 counts as usable (a T4 emulates it far slower than fp16, so the course takes
+    the fp16 + GradScaler path there). ``COURSE_NO_BF16=1`` makes it unusable everywhere (the T4 path,
+    testable on any machine)."""
     import torch
 
     device = torch.device(device) if device is not None else get_device()
     if no_bf16_forced():
-        return False
+        return Bf16Support(False, False, f"off: {NO_BF16_ENV_VAR}=1")
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
+        major, minor = torch.cuda.get_device_capability(device)
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return Bf16Support(native, native, f"{'native' if native else 'no'} (CUDA compute capability {major}.{minor})")
     if device.type == "mps":
-        return hasattr(torch.backends.mps, "is_macos_or_newer") and torch.backends.mps.is_macos_or_newer(14, 0)
-    return True
+        ok = hasattr(torch.backends.mps, "is_macos_or_newer") and torch.backends.mps.is_macos_or_newer(14, 0)
+        return Bf16Support(ok, ok, "native (Apple GPU, macOS 14+)" if ok else "no (needs macOS 14+)")
+    if _cpu_bf16_native():
+        return Bf16Support(True, True, "native (CPU with AVX512-BF16 / AMX)")
+    return Bf16Support(True, False, "emulated on the CPU (correct, slower than fp32)")
+
+
+def bf16_usable(device=None) -> bool:
+    """Whether the course uses bf16 on ``device`` -- natively or emulated on a CPU (see :func:`bf16_support`,
+    whose ``native`` field says which)."""
+    return bf16_support(device).usable
+
+
+#: The earlier name of :func:`bf16_usable` (notebook 03, utils.train): True also where bf16 is emulated.
+bf16_supported = bf16_usable
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> None:
     """Seed Python's, NumPy's and torch's RNGs (all devices). ``deterministic`` also asks torch for
-    deterministic kernels (slower on GPUs; CPU results are deterministic anyway)."""
+    deterministic kernels (slower on GPUs; CPU results are deterministic anyway).
+
+    ``seed`` is a non-negative int (not a bool). Python's string hashing is not seeded here: it is fixed
+    when the interpreter starts, so ``PYTHONHASHSEED`` has to be set before Python runs (setting it from
+    here would only reach child processes started later)."""
     import numpy as np
     import torch
 
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_int("seed", seed, minimum=0)  # False is not seed 0: bools are refused
+    deterministic = check_bool("deterministic", deterministic)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # seeds CPU and every CUDA device
-    os.environ["PYTHONHASHSEED"] = str(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -218,13 +255,14 @@ class EnvReport:
     versions: dict  # package -> version (None when not installed)
     device: str  # "cuda", "mps" or "cpu"
     device_name: str  # GPU model or CPU architecture
-    bf16: bool  # native bfloat16 support on that device
-    gpu_memory_bytes: int | None  # total memory of GPU 0 (None without CUDA)
+    bf16: bool  # native bfloat16 on that device (bf16_how says more: emulated on a CPU is not native)
+    gpu_memory_bytes: int | None  # total memory of GPU 0 as torch sees it (None without CUDA)
     bitsandbytes_ok: bool  # bitsandbytes imports (quantization notebook)
     hub: bool | None  # Hugging Face Hub reachable (None when not checked)
     fast: bool  # fast mode on
     on_colab: bool = False  # running in Google Colab
     advice: list = field(default_factory=list)  # one sentence per missing piece
+    bf16_how: str = ""  # how bf16 runs there: "native (...)", "emulated on the CPU (...)", "no (...)"
 
 
 TRACKED_PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "bitsandbytes", "gguf", "ipywidgets")
@@ -246,18 +284,20 @@ def probe(check_hub: bool = True) -> EnvReport:
         bnb_ok = True
     except Exception:  # bitsandbytes can fail with OSError/RuntimeError on odd platforms too
         bnb_ok = False
+    bf16 = bf16_support(device)
     report = EnvReport(
         python=platform.python_version(),
         platform=f"{platform.system()} {platform.machine()}",
         versions=versions,
         device=device.type,
         device_name=name,
-        bf16=bf16_supported(device),
+        bf16=bf16.native,
         gpu_memory_bytes=mem,
         bitsandbytes_ok=bnb_ok,
         hub=hub_reachable() if check_hub else None,
         fast=is_fast(),
         on_colab="google.colab" in sys.modules,
+        bf16_how=bf16.how,
     )
     report.advice = advice(report)
     return report
@@ -271,7 +311,7 @@ def advice(report: EnvReport) -> list[str]:
             "No GPU found: every notebook still runs on the CPU (smaller models, fewer steps); GPU-only "
             "measurements are skipped with a note. On Colab choose Runtime > Change runtime type > T4 GPU."
         )
-    if report.device == "cuda" and not report.bf16:
+    if report.device == "cuda" and not report.bf16 and not no_bf16_forced():
         out.append(
             "This GPU has no native bfloat16 (e.g. a T4): mixed precision uses fp16 with a GradScaler instead."
         )
@@ -307,7 +347,7 @@ def environment_line(report: EnvReport | None = None) -> str:
     dev = r.device if r.device == "cpu" else f"{r.device} ({r.device_name})"
     mem = f", {r.gpu_memory_bytes / 2**30:.0f} GiB" if r.gpu_memory_bytes else ""
     return (
-        f"device: {dev}{mem} | bf16: {'yes' if r.bf16 else 'no'} | torch {torch.__version__} | "
+        f"device: {dev}{mem} | bf16: {r.bf16_how.split(' ')[0].rstrip(':') or ('native' if r.bf16 else 'no')} | torch {torch.__version__} | "
         f"transformers {r.versions.get('transformers')} | threads {torch.get_num_threads()} | "
         f"mode: {'fast' if r.fast else 'full'}" + (" | COURSE_NO_BF16: fp16 path forced" if no_bf16_forced() else "")
     )

@@ -20,22 +20,19 @@ from dataclasses import dataclass
 
 # The GPU peaks live in the one hardware table; re-exported here, where notebooks and benchmarks import them.
 from utils.hardware import PEAK_FLOPS, device_peak_flops, peak_flops_for  # noqa: F401
+from utils.validate import check_int, check_number
 
 #: Seconds in a day, and FLOPs in one petaflop/s-day (10^15 FLOP/s for 86,400 s).
 SECONDS_PER_DAY = 86_400
 PETAFLOP_S_DAY = 1e15 * SECONDS_PER_DAY  # 8.64e19
 
 
-def _positive(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-
-
 def training_flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
     """Training FLOPs per token: ``6 * N + 12 * n_layers * d_model * seq_len`` (PaLM, Appendix B)."""
-    _positive("n_params", n_params)
-    for name, value in (("n_layers", n_layers), ("d_model", d_model), ("seq_len", seq_len)):
-        _positive(name, value)
+    n_params = check_number("n_params", n_params, minimum=0, min_open=True)
+    n_layers = check_int("n_layers", n_layers, minimum=1)
+    d_model = check_int("d_model", d_model, minimum=1)
+    seq_len = check_int("seq_len", seq_len, minimum=1)
     return 6.0 * n_params + 12.0 * n_layers * d_model * seq_len
 
 
@@ -58,9 +55,8 @@ def model_flops_per_token(model, seq_len: int) -> float:
 
 def achieved_flops(flops_per_token: float, tokens_per_s: float) -> float:
     """Model FLOP/s achieved: FLOPs per token x tokens per second."""
-    _positive("flops_per_token", flops_per_token)
-    if tokens_per_s < 0:
-        raise ValueError(f"tokens_per_s must be >= 0, got {tokens_per_s!r}")
+    flops_per_token = check_number("flops_per_token", flops_per_token, minimum=0, min_open=True)
+    tokens_per_s = check_number("tokens_per_s", tokens_per_s, minimum=0)
     return flops_per_token * tokens_per_s
 
 
@@ -68,7 +64,7 @@ def mfu(flops_per_token: float, tokens_per_s: float, peak: float | None) -> floa
     """Model FLOPs utilisation in [0, 1]: achieved FLOP/s / ``peak``; None when the peak is unknown (CPU)."""
     if peak is None:
         return None
-    _positive("peak", peak)
+    peak = check_number("peak", peak, minimum=0, min_open=True)
     return achieved_flops(flops_per_token, tokens_per_s) / peak
 
 
@@ -85,10 +81,9 @@ class BudgetCost:
 
 def budget_cost(flops: float, flops_per_s: float, price_per_hour: float | None = None) -> BudgetCost:
     """Turn a FLOP budget into seconds, days and money at ``flops_per_s`` (e.g. ``6 * N * D`` at achieved FLOP/s)."""
-    _positive("flops", flops)
-    _positive("flops_per_s", flops_per_s)
-    if price_per_hour is not None and price_per_hour < 0:
-        raise ValueError(f"price_per_hour must be >= 0 or None, got {price_per_hour!r}")
+    flops = check_number("flops", flops, minimum=0, min_open=True)
+    flops_per_s = check_number("flops_per_s", flops_per_s, minimum=0, min_open=True)
+    price_per_hour = check_number("price_per_hour", price_per_hour, minimum=0, allow_none=True)
     seconds = flops / flops_per_s
     cost = None if price_per_hour is None else seconds / 3600 * price_per_hour
     return BudgetCost(flops, seconds, seconds / SECONDS_PER_DAY, flops / PETAFLOP_S_DAY, cost)
