@@ -31,6 +31,8 @@ import time
 import traceback
 from dataclasses import dataclass
 
+from utils.validate import check_choice, check_int, check_number
+
 #: Modules the forkserver imports once, so every worker starts with them loaded.
 PRELOAD = (
     "torch",
@@ -85,10 +87,8 @@ class Rank:
 
 
 def check_world_size(world_size) -> int:
-    """Raise a ValueError unless ``world_size`` is an int >= 1."""
-    if not isinstance(world_size, int) or isinstance(world_size, bool) or world_size < 1:
-        raise ValueError(f"world_size={world_size!r} is not valid; accepted: an int >= 1")
-    return world_size
+    """``world_size`` as an int >= 1 (a NumPy int too); a ValueError otherwise."""
+    return check_int("world_size", world_size, minimum=1)
 
 
 def choose_backend(world_size: int, backend: str = "auto") -> str:
@@ -96,9 +96,8 @@ def choose_backend(world_size: int, backend: str = "auto") -> str:
     enough GPUs is a ValueError, not a hang)."""
     import torch
 
-    check_world_size(world_size)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is not valid; choose one of {BACKENDS}")
+    world_size = check_world_size(world_size)
+    check_choice("backend", backend, BACKENDS)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     enough = gpus >= world_size and torch.distributed.is_nccl_available()
     if backend == "nccl" and not enough:
@@ -229,9 +228,8 @@ def launch(fn, world_size: int, *args, timeout: float = 120.0, backend: str = "a
     """
     import torch.distributed as dist
 
-    check_world_size(world_size)
-    if not (isinstance(timeout, (int, float)) and timeout > 0):
-        raise ValueError(f"timeout={timeout!r} is not valid; accepted: seconds > 0")
+    world_size = check_world_size(world_size)
+    timeout = check_number("timeout", timeout, minimum=0, min_open=True)  # seconds
     if getattr(fn, "__module__", "__main__") == "__main__" or "<locals>" in getattr(fn, "__qualname__", ""):
         raise ValueError(
             f"fn={getattr(fn, '__qualname__', fn)!r} is defined in __main__ (a notebook or script) or inside a "
@@ -297,8 +295,7 @@ def demo_worker(rank: Rank, behaviour: str = "ok", seconds: float = 60.0):
     "kill" is killed by SIGKILL, "hang" sleeps ``seconds``. Returns ``(rank, pid)``."""
     import torch.distributed as dist
 
-    if behaviour not in DEMO_BEHAVIOURS:
-        raise ValueError(f"behaviour={behaviour!r} is not valid; choose one of {DEMO_BEHAVIOURS}")
+    check_choice("behaviour", behaviour, DEMO_BEHAVIOURS)
     if rank.rank == min(1, rank.world_size - 1):
         if behaviour == "raise":
             raise ValueError(f"rank {rank.rank} failed on purpose")
@@ -328,7 +325,7 @@ def allreduce_parts(rank: Rank, n: int = 8) -> dict:
     import torch
     import torch.distributed as dist
 
-    from utils.strategies import CollectiveCounter
+    from utils.dist_measure import CollectiveCounter
 
     n_ranks = rank.world_size
     if n % n_ranks:

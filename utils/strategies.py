@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import hashlib
 import statistics
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 
-from utils.distributed import Rank, check_world_size, choose_backend, launch
-from utils.env import check_choice, seed_everything
+from utils.dist_measure import CollectiveCounter, local_bytes, local_part, optimizer_tensors  # noqa: F401 (re-exported)
+from utils.distributed import Rank, choose_backend, launch
+from utils.env import seed_everything
 from utils.memory import zero_memory_per_device
+from utils.validate import check_choice, check_int, check_number
 
 STRATEGIES = ("single", "ddp", "zero1", "zero2", "zero3", "hybrid")
 FSDP_STRATEGIES = ("zero2", "zero3", "hybrid")
@@ -39,17 +39,6 @@ FSDP_STRATEGIES = ("zero2", "zero3", "hybrid")
 ZERO_STAGE = {"single": 0, "ddp": 0, "zero1": 1, "zero2": 2, "zero3": 3, "hybrid": 3}
 #: fp32 training with AdamW: 4 B weights, 4 B gradients, 8 B optimizer states (m, v) per parameter.
 FP32_ADAMW = dict(weight_bytes=4, gradient_bytes=4, optimizer_bytes=8)
-#: Collectives counted: the name they are reported under (torch 2.13 calls them *_single, older releases
-#: *_into_tensor / *_tensor), and the position and keyword of the argument holding the full payload.
-_COLLECTIVES = {
-    "all_reduce": ("all_reduce", 0, "tensor"), "broadcast": ("broadcast", 0, "tensor"),
-    "all_gather_single": ("all_gather", 0, "output_tensor"),
-    "all_gather_into_tensor": ("all_gather", 0, "output_tensor"),
-    "reduce_scatter_single": ("reduce_scatter", 1, "input"),
-    "reduce_scatter_tensor": ("reduce_scatter", 1, "input"),
-}
-
-
 @dataclass(frozen=True)
 class DistConfig:
     """One training run: a strategy, how many ranks, the model and the data."""
@@ -70,13 +59,12 @@ class DistConfig:
 
     def __post_init__(self):
         check_choice("strategy", self.strategy, STRATEGIES)
-        check_world_size(self.world_size)
+        for name in ("world_size", "global_batch", "seq_len", "steps", "vocab_size"):  # frozen: object.__setattr__
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=1))
+        object.__setattr__(self, "seed", check_int("seed", self.seed, minimum=0))
+        object.__setattr__(self, "lr", check_number("lr", self.lr, minimum=0, min_open=True))
         if self.strategy == "single" and self.world_size != 1:
             raise ValueError(f"strategy='single' runs one process; got world_size={self.world_size} (accepted: 1)")
-        for name in ("global_batch", "seq_len", "steps", "vocab_size"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}={v!r} is not valid; accepted: an int >= 1")
         if self.global_batch % self.world_size:
             raise ValueError(
                 f"global_batch={self.global_batch} cannot be split over world_size={self.world_size} ranks; "
@@ -93,8 +81,6 @@ class DistConfig:
         if (self.mixed_precision or self.cpu_offload) and self.strategy not in FSDP_STRATEGIES:
             raise ValueError(f"mixed_precision / cpu_offload are FSDP options; strategy={self.strategy!r} "
                              f"(accepted: one of {FSDP_STRATEGIES})")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr!r} is not valid; accepted: > 0")
 
     @property
     def shard_group(self) -> int:
@@ -117,79 +103,6 @@ def local_batch(cfg: DistConfig, step: int, rank: int, world_size: int) -> torch
     """Rank ``rank``'s contiguous slice of the global batch (every rank is a data-parallel worker)."""
     per = cfg.global_batch // world_size
     return global_batch(cfg, step)[rank * per : (rank + 1) * per]
-
-
-def _local(t: torch.Tensor) -> torch.Tensor:
-    from torch.distributed.tensor import DTensor
-
-    return t.to_local() if isinstance(t, DTensor) else t
-
-
-def local_bytes(tensors) -> int:
-    """Bytes of this rank's local pieces of ``tensors`` (DTensor -> its local shard), each counted once."""
-    seen = {}
-    for t in tensors:
-        if isinstance(t, torch.Tensor):
-            t = _local(t)
-            key = (t.device, t.data_ptr(), t.numel(), t.dtype) if t.numel() else id(t)
-            seen[key] = t.numel() * t.element_size()
-    return sum(seen.values())
-
-
-def optimizer_tensors(optim):
-    """The optimizer's state tensors (m, v), 0-dim step counters left out; ZeroRedundancyOptimizer's own."""
-    inner = getattr(optim, "optim", optim)  # ZeroRedundancyOptimizer keeps the rank's optimizer in .optim
-    return [v for s in inner.state.values() for v in s.values() if isinstance(v, torch.Tensor) and v.dim() > 0]
-
-
-class CollectiveCounter:
-    """Counts the bytes of every collective issued through ``torch.distributed`` while installed.
-
-    Payload = the full tensor a collective works on (an all-gather's output, a reduce-scatter's input).
-    ``sent`` = bytes each rank sends with ring algorithms: (g-1)/g of the payload for all-gather,
-    reduce-scatter and broadcast, twice that for all-reduce (= reduce-scatter + all-gather), g = group size.
-    """
-
-    def __init__(self):
-        self.calls: dict[str, list] = {}
-        self._depth = threading.local()
-
-    def reset(self) -> None:
-        self.calls = {}
-
-    def _counting(self, fn, where):
-        name, position, keyword = where
-
-        def counted(*args, **kwargs):
-            depth = getattr(self._depth, "n", 0)
-            if depth == 0:  # count the outermost call only (one collective may call another)
-                tensor = args[position] if len(args) > position else kwargs[keyword]
-                g = torch.distributed.get_world_size(kwargs.get("group"))
-                nbytes = tensor.numel() * tensor.element_size()
-                row = self.calls.setdefault(name, [0, 0, 0.0])
-                row[0] += 1
-                row[1] += nbytes
-                row[2] += nbytes * (g - 1) / g * (2 if name == "all_reduce" else 1)
-            self._depth.n = depth + 1
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self._depth.n = depth
-
-        return counted
-
-    @contextmanager
-    def installed(self):
-        import torch.distributed as dist
-
-        originals = {name: getattr(dist, name) for name in _COLLECTIVES if hasattr(dist, name)}
-        try:
-            for name, fn in originals.items():
-                setattr(dist, name, self._counting(fn, _COLLECTIVES[name]))
-            yield self
-        finally:
-            for name, fn in originals.items():
-                setattr(dist, name, fn)
 
 
 @dataclass
@@ -254,7 +167,7 @@ def wrap_model(cfg: DistConfig, model: torch.nn.Module, rank: Rank):
 def _digest(model: torch.nn.Module) -> str:
     h = hashlib.sha256()
     for p in model.parameters():
-        h.update(_local(p).detach().cpu().contiguous().numpy().tobytes())
+        h.update(local_part(p).detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
