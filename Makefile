@@ -62,6 +62,11 @@ run-gpu:
 badges: venv
 	$(VPY) scripts/notebook_tools.py stamp
 
+# The student lab notebooks, generated from labs/solutions/ (nbgrader's markers) and executed.
+.PHONY: labs
+labs: venv
+	$(VPY) scripts/make_student_labs.py
+
 lock:
 	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv
 	build/lock-venv/bin/pip install -q --upgrade pip && build/lock-venv/bin/pip install -q -r requirements.in

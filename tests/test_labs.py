@@ -1,196 +1,26 @@
-"""utils.labs: expected values come from utils.memory, verdicts teach without revealing, the lab starts blank."""
+"""utils.labs (the checking core) and the student notebooks generated from the solutions (scripts/make_student_labs.py).
 
-import re
+The lab-specific checks are tested in tests/test_lab_<topic>.py."""
+
+import sys
+import threading
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
-from utils import labs
-from utils.labs import EXERCISES, MAKE_IT_FIT_OPTIONS, check, expected_answer
-from utils.memory import (
-    GB,
-    activation_memory,
-    gpus_needed,
-    model_memory,
-    training_memory,
-    zero_memory_per_device,
-)
+from utils.labs import STATUSES, Result, case, check_function, check_value, close, report
 
 ROOT = Path(__file__).resolve().parents[1]
-LAB = ROOT / "labs" / "01_memory_budget.ipynb"
-SOLUTIONS = ROOT / "labs" / "solutions" / "01_memory_budget_solutions.ipynb"
-NUMERIC = [k for k, e in EXERCISES.items() if not e.categorical]
+sys.path.insert(0, str(ROOT / "scripts"))
+import make_student_labs as msl  # noqa: E402
 
-DIRECT = {  # each exercise's answer, computed straight from utils.memory
-    "ex1": lambda: model_memory(7e9, "bf16") / GB,
-    "ex2": lambda: training_memory(1e9, precision="fp32", optimizer="adam").total / GB,
-    "ex3": lambda: zero_memory_per_device(13e9, 8, 3) / GB,
-    "ex4": lambda: activation_memory(seq_len=2048, batch_size=4, hidden_size=4096, n_layers=1,
-                                     n_heads=32).per_layer / GB,
-    "ex5": lambda: gpus_needed(30e9, "A100-80", "pretrain", precision="fp32", optimizer="adam"),
-    "ex6": lambda: next(k for k, (p, o, _) in MAKE_IT_FIT_OPTIONS.items()
-                        if gpus_needed(7e9, "A100-80", "finetune", precision=p, optimizer=o) == 1),
-}
-
-
-def _numbers_in(text: str) -> list[float]:
-    return [float(m.replace(",", "")) for m in re.findall(r"\d[\d,]*(?:\.\d+)?", text)]
-
-
-def _reveals(message: str, exercise_id: str) -> bool:
-    ex, expected = EXERCISES[exercise_id], expected_answer(exercise_id)
-    if ex.categorical:
-        return re.search(rf"\b{re.escape(expected)}\b", message.split(":", 1)[1], re.I) is not None
-    tol = max(ex.rel_tol, 1e-3) * abs(expected)
-    return any(abs(x - expected) <= tol for x in _numbers_in(message.split(":", 1)[1]))
-
-
-def test_registry_covers_the_lab():
-    assert set(EXERCISES) == set(DIRECT)
-
-
-@pytest.mark.parametrize("exercise_id", list(DIRECT))
-def test_expected_value_is_the_library_value(exercise_id):
-    assert expected_answer(exercise_id) == DIRECT[exercise_id]()
-
-
-def test_lecture_figures_behind_the_exercises():  # sanity: the library still says what the lab teaches
-    assert expected_answer("ex1") == pytest.approx(14)
-    assert expected_answer("ex2") == pytest.approx(24)
-    assert expected_answer("ex3") == pytest.approx(26)
-    assert expected_answer("ex5") == 9
-
-
-@pytest.mark.parametrize("exercise_id", list(EXERCISES))
-def test_correct_answer_passes(exercise_id):
-    v = check(exercise_id, expected_answer(exercise_id))
-    assert v.ok and v.status == "correct" and repr(v) == f"{exercise_id}: correct"
-    assert check(exercise_id, expected_answer(exercise_id), strict=True)
-
-
-@pytest.mark.parametrize("exercise_id", NUMERIC)
-def test_tolerance(exercise_id):
-    ex, expected = EXERCISES[exercise_id], expected_answer(exercise_id)
-    if ex.rel_tol:
-        assert check(exercise_id, expected * (1 + ex.rel_tol / 2)).ok
-    assert not check(exercise_id, expected * (1 + 2 * ex.rel_tol) + 1).ok
-
-
-@pytest.mark.parametrize("exercise_id", list(EXERCISES))
-def test_wrong_answers_get_a_hint_without_the_expected_value(exercise_id):
-    ex, expected = EXERCISES[exercise_id], expected_answer(exercise_id)
-    wrong = [m for m, _ in ex.mistakes()]
-    if ex.categorical:
-        wrong += [k for k in ex.choices if k != expected]
-    else:
-        wrong += [expected * 3.7, expected / 10, 0, -1]
-    seen_specific = False
-    for answer in wrong:
-        v = check(exercise_id, answer)
-        if not ex.categorical and abs(float(answer) - expected) <= ex.rel_tol * abs(expected):
-            continue  # a "mistake" that equals the answer is never used as one
-        assert v.status == "not quite" and not v.ok, (answer, v)
-        assert v.message.startswith(f"{exercise_id}: not quite: ")
-        assert not _reveals(v.message, exercise_id), v.message
-        seen_specific |= not v.message.endswith(ex.hint)
-    assert seen_specific, "at least one common mistake gets its own hint"
-
-
-def test_adam_hint_teaches():
-    msg = check("ex2", 16).message
-    assert "activations" in msg and "24" not in msg
-    assert "Adam's two fp32 states" in check("ex2", 3.0).message
-
-
-@pytest.mark.parametrize("exercise_id", list(EXERCISES))
-def test_none_is_not_answered_yet(exercise_id):
-    v = check(exercise_id, None)
-    assert v.status == "not answered" and not v
-    assert "not answered yet" in str(v)
-
-
-@pytest.mark.parametrize("exercise_id", list(EXERCISES))
-def test_strict_raises_unless_correct(exercise_id):
-    ex = EXERCISES[exercise_id]
-    wrong = next(k for k in ex.choices if k != expected_answer(exercise_id)) if ex.categorical else -1.0
-    for answer in (None, wrong, [1, 2]):
-        with pytest.raises(AssertionError, match=exercise_id):
-            check(exercise_id, answer, strict=True)
-
-
-def test_unknown_id_lists_valid_ids():
-    with pytest.raises(ValueError, match="ex99") as info:
-        check("ex99", 1)
-    assert all(k in str(info.value) for k in EXERCISES)
-    with pytest.raises(ValueError):
-        check(["ex1"], 1)
-
-
-@pytest.mark.parametrize("answer", ["14 GB", "14", True, [14], float("nan"), float("inf")])
-def test_bad_types_for_numbers_get_a_clear_message(answer):
-    v = check("ex1", answer)
-    assert v.status == "invalid" and "number" in v.message and "GB" in v.message
-
-
-def test_numpy_numbers_are_numbers():
-    np = pytest.importorskip("numpy")
-    assert check("ex1", np.float64(expected_answer("ex1"))).ok
-    assert check("ex5", np.int64(expected_answer("ex5"))).ok
-
-
-def test_categorical_answers_ignore_case_and_spaces():
-    right = expected_answer("ex6")
-    for answer in (right, right.upper(), f"  {right.upper()} "):
-        assert check("ex6", answer).ok
-    assert check("ex6", "z").status == "invalid"
-    bad = check("ex6", 3)
-    assert bad.status == "invalid" and "'a'" in bad.message and "string" in bad.message
-
-
-def test_make_it_fit_has_exactly_one_right_option(monkeypatch):
-    fitting = [k for k in MAKE_IT_FIT_OPTIONS if labs._fits_one_gpu(k)]
-    assert fitting == [expected_answer("ex6")]
-    monkeypatch.setitem(MAKE_IT_FIT_OPTIONS, "e", ("fp32", "adam8bit", "a duplicate of d"))
-    with pytest.raises(RuntimeError, match="exactly one"):
-        expected_answer("ex6")
-
-
-def _code(nb_path):
-    return [c.source for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "code"]
-
-
-def test_lab_notebook_starts_blank():
-    sources = _code(LAB)
-    answers = [s for s in sources if re.match(r"answer_\d+\s*=", s)]
-    assert len(answers) == len(EXERCISES)
-    for s in answers:
-        assert re.fullmatch(r"answer_\d+ = None  # your answer: .+", s), s
-    for exercise_id in EXERCISES:
-        n = exercise_id.removeprefix("ex")
-        assert f'check("{exercise_id}", answer_{n})' in "\n".join(sources)
-
-
-def test_lab_outputs_say_not_answered_and_solutions_say_correct():
-    for path, expected in ((LAB, "not answered yet"), (SOLUTIONS, "correct")):
-        nb = nbformat.read(path, as_version=4)
-        checks = [c for c in nb.cells if c.cell_type == "code" and re.search(r'^check\("ex', c.source, re.M)]
-        assert len(checks) == len(EXERCISES)
-        for c in checks:
-            assert c.source.startswith("# NBVAL_CHECK_OUTPUT")
-            text = "".join(o.get("data", {}).get("text/plain", "") for o in c.outputs)
-            assert expected in text, (path.name, c.source, text)
-        if path == SOLUTIONS:
-            assert all("strict=True" in c.source for c in checks)
+SOLUTIONS = msl.solution_notebooks()
 
 
 # ------------------------------------------------------------------ the checking core (issue 14)
-import threading  # noqa: E402
-import time  # noqa: E402
-
-import torch  # noqa: E402
-
-from utils.labs import STATUSES, Result, case, check_function, check_value, close, report  # noqa: E402
 
 
 def _ref_q(x):
@@ -299,3 +129,71 @@ def test_bad_arguments_to_the_checks():
         check_function(abs, abs, [], name="x")
     with pytest.raises(ValueError, match="time_limit_s"):
         check_function(abs, abs, [(1,)], name="x", time_limit_s=0)
+
+
+# ------------------------------------------------------------------ student notebooks from the solutions
+
+
+def test_every_lab_has_a_solution_and_a_student_notebook():
+    assert SOLUTIONS, "no solution notebooks found"
+    students = sorted((ROOT / "labs").glob("[0-9][0-9]_*.ipynb"))
+    assert [msl.student_path(p) for p in SOLUTIONS] == students
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.name for p in SOLUTIONS])
+def test_committed_student_notebook_is_generated_from_the_solutions(solution):
+    assert not msl.out_of_date(solution), f"run `make labs`: {msl.student_path(solution).name} is out of date"
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.name for p in SOLUTIONS])
+def test_student_notebook_holds_no_solution_and_says_not_done_yet(solution):
+    student = nbformat.read(msl.student_path(solution), as_version=4)
+    text = "\n".join(c.source for c in student.cells)
+    for marker in (msl.BEGIN, msl.END, msl.BEGIN_HIDDEN, msl.END_HIDDEN, "(solutions)"):
+        assert marker not in text
+    outputs = [o for c in student.cells if c.cell_type == "code" for o in c.outputs]
+    assert not any(o.output_type == "error" for o in outputs)
+    shown = "\n".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in outputs)
+    assert "not done yet" in shown and "[ok]" not in shown and "[wrong]" not in shown
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.name for p in SOLUTIONS])
+def test_solutions_notebook_is_executed_and_every_check_is_correct(solution):
+    nb = nbformat.read(solution, as_version=4)
+    checks = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    assert checks, "the check cells carry nbgrader metadata (grade: true)"
+    for c in checks:
+        assert msl.BEGIN_HIDDEN in c.source  # the assert that makes the solution notebook fail when wrong
+        shown = "".join(o.get("data", {}).get("text/plain", "") for o in c.outputs)
+        assert shown.startswith("[ok]"), (c.source, shown)
+
+
+def _cell(source, cell_type="code"):
+    return msl.student_source(source, cell_type, "test")
+
+
+def test_generator_follows_nbgrader_conventions():
+    src = "def f(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n\nprint(1)"
+    assert _cell(src) == "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\n\nprint(1)"
+    src = "a = 1\n### BEGIN SOLUTION\nplan = {\n    'x': 1,\n}\nk: int = 3\n### END SOLUTION"
+    assert _cell(src) == "a = 1\nplan = None  # YOUR CODE HERE\nk = None  # YOUR CODE HERE"
+    src = "r = check(f)\n### BEGIN HIDDEN TESTS\nassert r.ok\n### END HIDDEN TESTS\nr"
+    assert _cell(src) == "r = check(f)\nr"
+    assert _cell("Why?\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION", "markdown") == "Why?\nYOUR ANSWER HERE"
+
+
+@pytest.mark.parametrize("src, words", [
+    ("### BEGIN SOLUTION\nx = 1", "without"),
+    ("x = 1\n### END SOLUTION", "without"),
+    ("### BEGIN SOLUTION\nprint(1)\n### END SOLUTION", "must assign"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "nested"),
+])
+def test_generator_rejects_broken_markers(src, words):
+    with pytest.raises(ValueError, match=words):
+        _cell(src)
+
+
+def test_student_path_naming():
+    assert msl.student_path(ROOT / "labs/solutions/01_x_solutions.ipynb") == ROOT / "labs/01_x.ipynb"
+    with pytest.raises(ValueError, match="_solutions.ipynb"):
+        msl.student_path(ROOT / "labs/solutions/01_x.ipynb")

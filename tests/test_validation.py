@@ -333,18 +333,8 @@ class _Unconvertible(float):
 
 @pytest.mark.parametrize("answer", [10**400, -(10**400), _Unconvertible(3.0)])
 def test_lab_answers_that_cannot_become_a_float_are_invalid_not_a_traceback(answer):
-    verdict = labs.check("ex1", answer)
-    assert verdict.status == "invalid" and "finite number in GB" in verdict.message
-
-
-def test_lab_hints_do_not_hand_over_the_answer():
-    # the repro: answering one GPU too few was told "round up": the answer in one step
-    below = labs.check("ex5", labs.expected_answer("ex5") - 1)
-    assert below.status == "not quite" and "round up" not in below.message
-    directive = re.compile(r"\b(round (up|down)|multiply by|divide by|do not double|halve|add one)\b", re.I)
-    for ex in labs.EXERCISES.values():
-        for _, hint in ex.mistakes():
-            assert not directive.search(hint), (ex.id, hint)
+    result = labs.check_value(answer, 14.0, name="ex")
+    assert result.status == "invalid" and "cannot check it" in result.message
 
 
 # ----------------------------------------------------------------------- property: bad arguments
@@ -418,7 +408,6 @@ CASES = [
     (pretrained.spec, {}, "name", "choice", dict(choices=pretrained.MODELS)),
     (pretrained.generate, {"model": None, "tokenizer": None, "prompt": "hi"}, "max_new_tokens", "int", dict(minimum=1)),
     (pretrained.embed, {"model": None, "tokenizer": None, "sentences": "hi"}, "batch_size", "int", dict(minimum=1)),
-    (labs.check, {"answer": 1.0}, "exercise_id", "choice", dict(choices=labs.EXERCISES)),
     (memory.model_memory, {}, "n_params", "number", dict(minimum=0)),
     (memory.model_memory, {"n_params": 1e9}, "dtype", "choice", dict(choices=memory.BYTES_PER_DTYPE)),
     (memory.activation_memory, {"seq_len": 128, "batch_size": 2, "hidden_size": 64, "n_heads": 4}, "n_layers", "int", dict(minimum=1)),

@@ -219,7 +219,8 @@ def _compare(got, expected, rtol: float, atol: float, where: str) -> str | None:
         return None if got.strip().casefold() == expected.casefold() else f"{where} is {got!r}, not the expected choice"
     e, g = _number(expected, "the reference"), _number(got, where)
     if abs(g - e) > atol + rtol * abs(e):
-        return f"{where} is {g:.6g}, which is not the reference value (rtol={rtol:g})"
+        shown = f"{int(g):,}" if g.is_integer() and abs(g) < 1e15 else f"{g:.6g}"
+        return f"{where} is {shown}, which is not the reference value (rtol={rtol:g})"
     return None
 
 
@@ -297,7 +298,7 @@ def check_function(learner_fn, reference_fn: Callable, cases, *, name: str, rtol
     """Call ``learner_fn`` on every case and compare with ``reference_fn`` within ``rtol`` / ``atol``.
 
     ``cases``: a list of :class:`Case` (see :func:`case`), tuples of positional arguments, or dicts of
-    keyword arguments. Each case's arguments are deep-copied for the reference, so a learner's function that
+    keyword arguments. The reference runs first and its output is deep-copied, so a learner's function that
     changes its inputs in place cannot change the expected value. The first failing case stops the check.
     """
     rtol, atol = _check_common(name, rtol, atol)
@@ -310,11 +311,11 @@ def check_function(learner_fn, reference_fn: Callable, cases, *, name: str, rtol
                       name=name)
     n = len(cases)
     for i, c in enumerate(cases):
+        expected = reference_fn(*c.args, **c.kwargs)  # first, and copied: the learner may change inputs in place
         try:
-            ref_args, ref_kwargs = copy.deepcopy((c.args, c.kwargs))
-        except Exception:  # noqa: BLE001 - an argument that cannot be copied is passed as is
-            ref_args, ref_kwargs = c.args, c.kwargs
-        expected = reference_fn(*ref_args, **ref_kwargs)
+            expected = copy.deepcopy(expected)
+        except Exception:  # noqa: BLE001 - an output that cannot be copied is kept as is
+            pass
         where = _case_text(c, i, n)
         kind, out = call_with_time_limit(learner_fn, c.args, c.kwargs, time_limit_s)
         if kind == "timeout":
@@ -357,12 +358,3 @@ def check_value(answer, expected, *, name: str, rtol: float = 1e-6, atol: float 
                       hint=_pick_hint(hints, answer, expected, None), name=name)
     return Result("correct", "correct" + (f" (within rtol={rtol:g})" if rtol else ""), name=name)
 
-
-# The old lab 01 quiz checker, kept importable until lab 01 is reworked onto check_function (issue 14).
-from utils._lab01_legacy import (  # noqa: E402, F401
-    EXERCISES,
-    MAKE_IT_FIT_OPTIONS,
-    _fits_one_gpu,
-    check,
-    expected_answer,
-)
