@@ -27,6 +27,7 @@ help:
 	@echo "make test-gpu  the suite with GPU checks enforced, in an existing environment (PYTHON=python3)"
 	@echo "make run-gpu   every notebook in full mode on the GPU, with a table of which cells used it (PYTHON=python3)"
 	@echo "make badges    re-stamp every notebook's Colab badge and set-up cell from pyproject's URL"
+	@echo "make twins     rewrite the notebooks' text twins (NN_x.md beside NN_x.ipynb, jupytext) that differ"
 	@echo "make lock      re-resolve requirements.in into requirements.lock and environment.yml"
 
 venv:
@@ -66,6 +67,12 @@ badges: venv
 .PHONY: labs
 labs: venv
 	$(VPY) scripts/make_student_labs.py
+
+# The notebooks' text twins (jupytext, MyST markdown beside each .ipynb, reviewed as diffs): rewrite those
+# that differ from their notebook; tests/test_notebook_twins.py fails while one does.
+.PHONY: twins
+twins: venv
+	$(VPY) scripts/notebook_tools.py twins
 
 lock:
 	rm -rf build/lock-venv && $(PYTHON) -m venv build/lock-venv

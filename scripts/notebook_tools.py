@@ -1,9 +1,17 @@
 """Tools for the course notebooks: the standard header (Colab badge + set-up cell), re-stamping the
-repository URL into every notebook, structural checks, and building a notebook from cells.
+repository URL into every notebook, structural checks, building a notebook from cells, and the text twins.
+
+Every notebook has a text twin beside it (``notebooks/02_x.ipynb`` -> ``notebooks/02_x.md``, MyST markdown
+written by jupytext with the options of ``jupytext.toml``, no outputs): a change to a notebook is reviewed
+as the twin's diff. ``twins`` rewrites every twin from its notebook (only those that differ; idempotent).
+To edit the text instead, change the ``.md`` and run ``jupytext --sync`` on it (or open it in JupyterLab,
+which saves both files), then re-execute the notebook (scripts/run_notebooks.py --in-place).
 
 Usage:
   python scripts/notebook_tools.py stamp     # re-stamp badges and set-up cells from pyproject's URL
   python scripts/notebook_tools.py check     # exit 1 if any notebook lacks a consistent header
+  python scripts/notebook_tools.py twins     # write each notebook's text twin where it differs
+  python scripts/notebook_tools.py twins --check   # exit 1 (writing nothing) if a twin is missing or stale
 """
 
 from __future__ import annotations
@@ -161,6 +169,66 @@ def write_notebook(path, cells) -> None:
     nbformat.write(nb, str(path))
 
 
+# ---- text twins (jupytext) ----
+TWIN_SUFFIX = ".md"
+
+
+def twin_path(notebook: Path) -> Path:
+    """The text twin of a notebook: the same name with ``.md``, beside it."""
+    return Path(notebook).with_suffix(TWIN_SUFFIX)
+
+
+def twin_text(notebook: Path) -> str:
+    """The twin's text as jupytext writes it for ``notebook`` with the repository's ``jupytext.toml``."""
+    import jupytext
+    from jupytext.config import load_jupytext_config
+
+    fmt = {"extension": TWIN_SUFFIX, "format_name": "myst"}
+    load_jupytext_config(str(notebook)).set_default_format_options(fmt)
+    return jupytext.writes(jupytext.read(notebook), fmt=fmt)
+
+
+def read_twin_cells(twin: Path) -> list[tuple[str, str]]:
+    """(cell type, source) of every cell of a text twin, as jupytext parses it back into a notebook."""
+    import jupytext
+
+    return [(c.cell_type, c.source) for c in jupytext.read(twin, fmt="md:myst").cells]
+
+
+def notebook_cells(notebook: Path) -> list[tuple[str, str]]:
+    import nbformat
+
+    return [(c.cell_type, c.source) for c in nbformat.read(notebook, as_version=4).cells]
+
+
+def orphan_twins() -> list[Path]:
+    """Twins (a ``.md`` with a jupytext header) whose notebook is gone: renamed or deleted notebooks."""
+    out = []
+    for d in NOTEBOOK_DIRS:
+        for md_file in sorted((ROOT / d).rglob("*" + TWIN_SUFFIX)):
+            head = md_file.read_text(encoding="utf-8")[:200]
+            if head.startswith("---\njupytext:") and not md_file.with_suffix(".ipynb").exists():
+                out.append(md_file)
+    return out
+
+
+def sync_twins(check: bool = False) -> list[Path]:
+    """Write the twin of every notebook whose twin is missing or differs, and delete orphan twins; with
+    ``check`` write nothing. Returns the twins that were (or would be) written or deleted."""
+    changed = []
+    for nb in all_notebooks():
+        twin, text = twin_path(nb), twin_text(nb)
+        if not twin.exists() or twin.read_text(encoding="utf-8") != text:
+            changed.append(twin)
+            if not check:
+                twin.write_text(text, encoding="utf-8")
+    for twin in orphan_twins():
+        changed.append(twin)
+        if not check:
+            twin.unlink()
+    return changed
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["stamp"]:
         for p in stamp():
@@ -176,6 +244,12 @@ def main(argv: list[str]) -> int:
                 print(f"{rel}: {prob}")
                 bad += 1
         return 1 if bad else 0
+    if argv[:1] == ["twins"]:
+        check = "--check" in argv[1:]
+        changed = sync_twins(check=check)
+        for p in changed:
+            print(("stale" if check else "wrote" if p.exists() else "removed"), p.relative_to(ROOT))
+        return 1 if check and changed else 0
     print(__doc__)
     return 2
 

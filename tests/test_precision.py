@@ -4,6 +4,8 @@ A Colab T4 has no bfloat16, so every training cell of the course falls back to f
 there. ``COURSE_NO_BF16=1`` makes any machine take that path, so CI runs the same code a T4 runs.
 """
 
+import math
+
 import pytest
 import torch
 
@@ -86,7 +88,7 @@ def test_an_overflowing_fp16_step_is_skipped_and_the_run_recovers(tokens, monkey
     )
     model, hist = _run(tokens, steps=40, precision="fp16")
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    assert any(g != g or g == float("inf") for g in hist.grad_norm[:3])  # the first steps overflowed ...
+    assert any(not math.isfinite(g) for g in hist.grad_norm[:3])  # the first steps overflowed ...
     assert hist.loss[-1] < hist.loss[0] - 0.5  # ... and the run still learned
 
 
