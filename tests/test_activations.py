@@ -1,4 +1,5 @@
-"""utils.activations: Korthikanti's formula, the Llama-block count, the step peak, bad shapes."""
+"""utils.activations (and the shapes it counts for, utils.shapes): Korthikanti's formula, the Llama-block
+count, the step peak, the two names of the width."""
 
 import pytest
 from hypothesis import given, settings
@@ -6,12 +7,11 @@ from hypothesis import strategies as st
 
 from utils.activations import (
     ACTIVATION_PRECISIONS,
-    SMOLLM2_135M,
-    DecoderShape,
     activation_memory,
     decoder_activation_memory,
     training_step_peak,
 )
+from utils.shapes import SMOLLM2_135M, DecoderShape
 
 # ---- activations -------------------------------------------------------------------------------------------
 

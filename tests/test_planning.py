@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from utils.hardware import GPU_TABLE
-from utils.planning import GPT3_SHAPES, GPUS, TASKS, gpu_estimate, gpus_needed, memory_calculator, task_memory
+from utils.planning import GPUS, TASKS, gpu_estimate, gpus_needed, memory_calculator, task_memory
+from utils.shapes import GPT3_SHAPES
 from utils.units import GB
 
 params = st.floats(min_value=1.0, max_value=1e13, allow_nan=False, allow_infinity=False)

@@ -9,9 +9,10 @@ and :func:`decoder_activation_memory` (tensor by tensor, Llama-style blocks) cou
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 from utils.model_states import training_memory
+from utils.shapes import DecoderShape
 from utils.validate import check_choice, check_int, check_number, fail
 
 #: Activation recomputation strategies of :func:`activation_memory`.
@@ -95,83 +96,6 @@ def activation_memory(
     logits = seq_len * batch_size * vocab_size * logits_bytes_per_value if vocab_size else 0.0
     return ActivationMemory(per_layer=per_layer, n_layers=n_layers, logits=logits)
 
-
-@dataclass(frozen=True)
-class DecoderShape:
-    """The shape of a Llama-style decoder (RMSNorm, rotary positions, grouped-query attention, SwiGLU MLP).
-
-    Fields are named as in ``transformers``' Llama config, which :meth:`from_config` reads: ``hidden_size``
-    is the course's ``d_model`` and ``intermediate_size`` its ``d_ff`` (both also readable under those
-    names)."""
-
-    hidden_size: int  # h, the course's d_model
-    intermediate_size: int  # I, the SwiGLU MLP's inner width
-    n_layers: int  # L
-    n_heads: int  # a, query heads
-    n_kv_heads: int  # key/value heads (grouped-query attention when < n_heads)
-    vocab_size: int  # V
-    tie_embeddings: bool = True  # the output projection shares the token embedding matrix
-
-    def __post_init__(self):
-        for f in fields(self):
-            if f.name != "tie_embeddings":
-                check_int(f.name, getattr(self, f.name), minimum=1)
-        if self.hidden_size % self.n_heads:
-            fail("n_heads", self.n_heads, f"a divisor of hidden_size={self.hidden_size}")
-        if self.n_heads % self.n_kv_heads:
-            fail("n_kv_heads", self.n_kv_heads, f"a divisor of n_heads={self.n_heads}")
-
-    @property
-    def d_model(self) -> int:
-        """The course's name for :attr:`hidden_size`."""
-        return self.hidden_size
-
-    @property
-    def d_ff(self) -> int:
-        """The course's name for :attr:`intermediate_size`."""
-        return self.intermediate_size
-
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.n_heads
-
-    @property
-    def kv_size(self) -> int:
-        """Width of the key (and of the value) projection: n_kv_heads x head_dim."""
-        return self.n_kv_heads * self.head_dim
-
-    @property
-    def matmul_params(self) -> int:
-        """Parameters of the matrix multiplications: attention and MLP projections, and the output head."""
-        h, kv, i = self.hidden_size, self.kv_size, self.intermediate_size
-        return self.n_layers * (2 * h * h + 2 * h * kv + 3 * h * i) + self.vocab_size * h
-
-    @property
-    def n_params(self) -> int:
-        """All parameters: matrices, norm weights, token embeddings (once if tied)."""
-        norms = (2 * self.n_layers + 1) * self.hidden_size
-        embeddings = self.vocab_size * self.hidden_size * (1 if self.tie_embeddings else 2)
-        return self.matmul_params - self.vocab_size * self.hidden_size + norms + embeddings
-
-    @classmethod
-    def from_config(cls, config) -> DecoderShape:
-        """Read a ``transformers`` Llama-style config (``LlamaConfig``, a loaded model's ``.config``)."""
-        heads = config.num_attention_heads
-        return cls(
-            hidden_size=config.hidden_size,
-            intermediate_size=config.intermediate_size,
-            n_layers=config.num_hidden_layers,
-            n_heads=heads,
-            n_kv_heads=getattr(config, "num_key_value_heads", None) or heads,
-            vocab_size=config.vocab_size,
-            tie_embeddings=bool(getattr(config, "tie_word_embeddings", True)),
-        )
-
-
-#: SmolLM2-135M (HuggingFaceTB/SmolLM2-135M): 134,515,008 parameters.
-SMOLLM2_135M = DecoderShape(
-    hidden_size=576, intermediate_size=1536, n_layers=30, n_heads=9, n_kv_heads=3, vocab_size=49152
-)
 
 #: Activation precisions of :func:`decoder_activation_memory` and :func:`training_step_peak`, each mapped to
 #: its autocast format: plain fp32, or fp32 weights with ``torch.autocast`` running the matrix

@@ -8,6 +8,7 @@ hold it. Notebooks and labs import from here; the arithmetic lives in one module
   (Korthikanti et al. 2022 for GPT-3-style blocks, tensor by tensor for Llama-style ones), and the peak of
   a whole training step;
 * :mod:`utils.planning` -- GPUs needed for a task, and a calculator over the GPT-3 family;
+* :mod:`utils.shapes` -- the model shapes these count for (a Llama-style decoder, the GPT-3 family);
 * :mod:`utils.hardware` -- the GPU table (memory as each card reports it, peaks, prices, sources);
 * :mod:`utils.units` and :mod:`utils.display` -- byte units and plain-text output.
 
@@ -31,9 +32,7 @@ from utils.activations import (  # noqa: F401 -- re-exported
     ACTIVATION_PRECISIONS,
     ATTENTION_KINDS,
     RECOMPUTE,
-    SMOLLM2_135M,
     ActivationMemory,
-    DecoderShape,
     PeakMemory,
     activation_memory,
     decoder_activation_memory,
@@ -60,15 +59,13 @@ from utils.model_states import (  # noqa: F401 -- re-exported
     zero_memory_per_device,
 )
 from utils.planning import (  # noqa: F401 -- re-exported
-    GPT3_SHAPES,
-    GPT3_VOCAB_SIZE,
     GPUS,
     TASKS,
-    GptShape,
     GpuEstimate,
     gpu_estimate,
     gpus_needed,
     memory_calculator,
     task_memory,
 )
+from utils.shapes import GPT3_SHAPES, GPT3_VOCAB_SIZE, SMOLLM2_135M, DecoderShape, GptShape  # noqa: F401
 from utils.units import GB, GiB  # noqa: F401 -- re-exported

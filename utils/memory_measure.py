@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from utils.memory import DecoderShape, TrainingMemory
+from utils.model_states import TrainingMemory
+from utils.shapes import DecoderShape
 
 #: autograd node names of fused attention kernels (flash, memory-efficient, cuDNN; CPU flash).
 FUSED_ATTENTION_NODES = ("ScaledDotProductFlash", "ScaledDotProductEfficient", "ScaledDotProductCudnn")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from utils.activations import activation_memory
 from utils.hardware import CONTEXT_RESERVE, COURSE_GPUS, GPU, GPU_TABLE
 from utils.model_states import BYTES_PER_DTYPE, PRECISIONS, model_memory, training_memory
+from utils.shapes import GPT3_SHAPES, GPT3_VOCAB_SIZE
 from utils.validate import check_choice
 
 #: The GPUs the course's tables compare, rows of :data:`utils.hardware.GPU_TABLE` (which has more cards;
@@ -107,36 +108,6 @@ def gpus_needed(n_params, gpu: str = "A100-80", task: str = "pretrain", **option
 
 
 # A calculator over the GPT-3 family's shapes (for the notebook's interactive widget)
-
-
-@dataclass(frozen=True)
-class GptShape:
-    """A GPT-3 model's shape (Brown et al. 2020, Table 2.1; parameter counts from Table D.1)."""
-
-    n_params: float
-    n_layers: int
-    hidden_size: int  # the paper's d_model (Table 2.1)
-    n_heads: int
-
-    @property
-    def d_model(self) -> int:
-        """The course's name for :attr:`hidden_size`."""
-        return self.hidden_size
-
-
-#: The GPT-3 family (vocabulary 50,257, context 2,048).
-GPT3_SHAPES: dict[str, GptShape] = {
-    "GPT-3 Small (125M)": GptShape(125e6, 12, 768, 12),
-    "GPT-3 Medium (356M)": GptShape(356e6, 24, 1024, 16),
-    "GPT-3 Large (760M)": GptShape(760e6, 24, 1536, 16),
-    "GPT-3 XL (1.3B)": GptShape(1_320e6, 24, 2048, 24),
-    "GPT-3 2.7B": GptShape(2_650e6, 32, 2560, 32),
-    "GPT-3 6.7B": GptShape(6_660e6, 32, 4096, 32),
-    "GPT-3 13B": GptShape(12_850e6, 40, 5140, 40),
-    "GPT-3 175B": GptShape(174_600e6, 96, 12288, 96),
-}
-GPT3_VOCAB_SIZE = 50257
-
 
 def memory_calculator(
     model: str = "GPT-3 XL (1.3B)",
