@@ -4,7 +4,7 @@ communication per step, and the traffic a sharding factor implies (pure arithmet
 
 from __future__ import annotations
 
-from utils.memory import format_table
+from utils.display import format_table
 from utils.strategies import (
     ZERO_STAGE,
     DistConfig,
@@ -13,6 +13,7 @@ from utils.strategies import (
     expected_bytes,
     padding_allowance,
 )
+from utils.validate import check_int
 
 KB = 1e3
 
@@ -25,9 +26,8 @@ def ring_bytes_sent(world_size: int, shard_factor: int, model_bytes: float) -> f
     3(f-1)/f of the model, plus -- when there are r = N/f > 1 replicas -- an all-reduce of this rank's
     1/f shard across the replicas, 2(r-1)/r of M/f. f = N is full sharding (no replicas).
     """
-    for name, v in (("world_size", world_size), ("shard_factor", shard_factor)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name}={v!r} is not valid; accepted: an int >= 1")
+    world_size = check_int("world_size", world_size, minimum=1)
+    shard_factor = check_int("shard_factor", shard_factor, minimum=1)
     if world_size % shard_factor:
         raise ValueError(f"shard_factor={shard_factor} must divide world_size={world_size}")
     n, f, m = world_size, shard_factor, model_bytes

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 from utils.batching import IndexedBatches
 from utils.data import DOCUMENT_SEPARATOR
-from utils.env import check_choice
+from utils.validate import check_choice, check_int, check_number
 
 #: What counts as a word for :func:`word_splits`: an English word or a Python identifier.
 WORD_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -109,8 +109,7 @@ def word_splits(tokenizer, text: str, min_count: int = 1) -> dict[str, WordSplit
     A token counts for a word when their character spans overlap (from the tokenizer's offset mapping):
     " reads" after a space is one token for "reads"; "isinstance" cut as "is|inst|ance" is three.
     """
-    if not isinstance(min_count, int) or isinstance(min_count, bool) or min_count < 1:
-        raise ValueError(f"min_count={min_count!r} is not valid; accepted: an int >= 1")
+    min_count = check_int("min_count", min_count, minimum=1)
     documents = _check_text(text)
     encoded = _encode(tokenizer, documents, offsets=True)
     totals: dict[str, list] = {}  # word -> [occurrences, tokens summed, pieces of the first occurrence]
@@ -148,8 +147,7 @@ def worst_split_words(
     alphabetical order, so the list is deterministic.
     """
     check_choice("by", by, RANKINGS)
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k={k!r} is not valid; accepted: an int >= 1")
+    k = check_int("k", k, minimum=1)
     splits = word_splits(tokenizer, text, min_count=min_count).values()
     key = (lambda s: (-s.tokens, -s.count, s.word)) if by == "tokens" else (
         lambda s: (-s.extra_tokens, -s.count, s.word)
@@ -167,8 +165,7 @@ def mixture_counts(weights: Sequence[float], n: int, u: float) -> list[int]:
     ``u`` uniform that is ``w_k * n`` rows exactly in expectation (E[floor(x + u)] = x), and always
     ``floor(w_k * n)`` or ``ceil(w_k * n)``; the counts sum to ``n``.
     """
-    if not 0.0 <= u < 1.0:
-        raise ValueError(f"u={u!r} is not valid; accepted: a number in [0, 1)")
+    u = check_number("u", u, minimum=0, maximum=1, max_open=True)
     counts, cumulative, previous = [], 0.0, 0
     for i, w in enumerate(weights):
         cumulative += w
@@ -221,8 +218,7 @@ class MixtureBatches(IndexedBatches):
             if not hasattr(s, "batch") or not hasattr(s, "batch_size"):
                 raise TypeError(f"sources[{i}] is a {type(s).__name__}; accepted: TokenBatches-like objects "
                                 "with batch(index) and batch_size")
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"seed={seed!r} is not valid; accepted: an int >= 0")
+        seed = check_int("seed", seed, minimum=0)
         self.sources, self.weights, self.seed = list(sources), _normalised(weights, len(sources)), seed
         self.batch_size = sources[0].batch_size
         first = sources[0].batch(0)
@@ -289,8 +285,7 @@ def freeze_all_but_last(model, n_blocks: int) -> int:
     Returns the number of trainable parameters.
     """
     blocks, norm = _blocks(model)
-    if not isinstance(n_blocks, int) or isinstance(n_blocks, bool) or not 0 <= n_blocks <= len(blocks):
-        raise ValueError(f"n_blocks={n_blocks!r} is not valid; accepted: an int in 0..{len(blocks)}")
+    n_blocks = check_int("n_blocks", n_blocks, minimum=0, maximum=len(blocks))
     for p in model.parameters():
         p.requires_grad_(False)
     keep = list(blocks[len(blocks) - n_blocks :]) + ([norm] if norm is not None and n_blocks else [])

@@ -38,7 +38,7 @@ from utils.scaling_laws import (  # noqa: F401 (re-exported)
     power_law_fit,
     training_flops,
 )
-from utils.validate import check_choice
+from utils.validate import check_choice, check_fraction, check_int
 
 # ------------------------------------------------------------------------------ fitting L(N, D) to runs
 
@@ -125,11 +125,9 @@ def fit_scaling_law(n_params, n_tokens, losses, *, delta: float = 1e-3, n_starts
         raise ValueError(f"need >= 5 runs as three equally long 1-D lists; got shapes {n.shape}, {d.shape}, "
                          f"{loss.shape}")
     positive_numbers("delta", delta)
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence={confidence!r} is not valid; accepted: a number in (0, 1)")
-    for name, value, low in (("n_starts", n_starts, 1), ("n_bootstrap", n_bootstrap, 0)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ValueError(f"{name}={value!r} is not valid; accepted: an int >= {low}")
+    confidence = check_fraction("confidence", confidence, low_open=True, high_open=True)
+    n_starts = check_int("n_starts", n_starts, minimum=1)
+    n_bootstrap = check_int("n_bootstrap", n_bootstrap, minimum=0)
     log_n, log_d, log_l = np.log(n), np.log(d), np.log(loss)
     grid = np.array(list(itertools.product(*(FIT_GRID[k] for k in ("a", "b", "e", "alpha", "beta")))))
     screen = _huber(_log_prediction(grid, log_n, log_d)[0] - log_l, delta)[0].sum(axis=1)
