@@ -197,7 +197,7 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint folder at ``path`` (replacing a checkpoint that is there) and return its path.
 
-    ``history``: a :class:`utils.train.History` (or anything with ``to_dict``) or a plain dict;
+    ``history``: a :class:`utils.train_state.History` (or anything with ``to_dict``) or a plain dict;
     ``data_state``: the batch iterator's ``state_dict()`` (its position); ``extra``: any other plain
     state (tensors allowed); ``rng``: also save the RNG states (see :func:`rng_state`). Raises ValueError
     when ``path`` holds something that is not a checkpoint, or the model or optimizer holds NaN/inf.

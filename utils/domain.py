@@ -5,7 +5,7 @@
 * :func:`word_splits` / :func:`worst_split_words` -- how many tokens each word takes *in context* (counted
   from the tokenizer's character offsets, so a word after "(" or "." is counted as it is really encoded),
   and the words a tokenizer splits worst, or that cost the most extra tokens in a text.
-* :class:`MixtureBatches` -- one batch source that mixes several :class:`utils.train.TokenBatches` streams
+* :class:`MixtureBatches` -- one batch source that mixes several :class:`utils.batching.TokenBatches` streams
   (say 51% domain, 49% general data, as BloombergGPT did) with the stated ratio exactly in expectation,
   every batch within one sequence of it, and deterministic per seed (batch ``i`` depends only on the seed
   and ``i``, so ``train()`` can resume it and hold out batches by index).
@@ -202,7 +202,7 @@ class MixtureBatches(IndexedBatches):
     """Batches whose rows come from several batch sources in a stated ratio (a data mixture).
 
     ``MixtureBatches([code_batches, prose_batches], weights=[0.51, 0.49], seed=0)``: the sources are
-    :class:`utils.train.TokenBatches` (anything with ``batch(index)`` and ``batch_size``) making batches of
+    :class:`utils.batching.TokenBatches` (anything with ``batch(index)`` and ``batch_size``) making batches of
     the same shape; weights are normalised to sum to one. For batch ``i`` a generator seeded with
     (``seed``, ``i``) draws one offset ``u`` and a permutation: :func:`mixture_counts` decides how many rows
     each source gives (``weights[k] * batch_size`` exactly in expectation, never more than one row off),

@@ -53,7 +53,7 @@ def _check_ids_fit(name: str, ids: torch.Tensor, vocab: int | None, where: str) 
 
 
 def check_token_batches(data, vocab: int | None, positions: int | None) -> None:
-    """Check a :class:`utils.train.TokenBatches` once, before training: its ids and window length."""
+    """Check a :class:`utils.batching.TokenBatches` once, before training: its ids and window length."""
     _check_ids_fit("token", data.tokens, vocab, "tokens")
     if positions is not None and data.seq_len > positions:
         raise ValueError(
