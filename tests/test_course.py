@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from utils.course import COURSE_MAP, course_map_markdown
+import pytest
+
+from utils.course import COURSE_MAP, Lesson, course_map_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,3 +32,12 @@ def test_readme_map_agrees_with_course_map():
         assert lesson.file in row
         assert f"| {lesson.minutes_cpu} / {lesson.minutes_gpu} |" in row, f"README minutes for {lesson.number}"
         assert ("(planned)" in row) != lesson.available, f"README status for {lesson.number}"
+
+
+def test_a_malformed_row_cannot_exist():
+    good = dict(number="09", file="09_x.ipynb", topic="t", minutes_cpu=1, minutes_gpu=1, hardware="any")
+    Lesson(**good)
+    for change, argument in [({"number": "9"}, "number"), ({"file": "10_x.ipynb"}, "file"),
+                             ({"minutes_cpu": 0}, "minutes_cpu"), ({"minutes_gpu": True}, "minutes_gpu")]:
+        with pytest.raises(ValueError, match=argument):
+            Lesson(**{**good, **change})

@@ -87,7 +87,7 @@ def test_course_cache_expands_the_home_folder(monkeypatch, tmp_path):
 def test_load_corpus_shorter_than_one_document_is_an_error():
     # the repro: load_corpus("prose", 10) returned ""
     first = len(data.load_documents("prose")[0])
-    with pytest.raises(ValueError, match=rf"max_chars=10 keeps no whole document of 'prose'.*at least {first}"):
+    with pytest.raises(ValueError, match=rf"max_chars=10 is not valid; accepted: None or at least {first} \(the first document of 'prose'"):
         data.load_corpus("prose", 10)
     assert data.load_corpus("prose", first) == data.load_documents("prose")[0]
     assert data.load_corpus("prose", np.int64(first)) == data.load_documents("prose")[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from utils.validate import check_int, fail
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -16,6 +18,14 @@ class Lesson:
     minutes_cpu: int  # wall-clock minutes, top to bottom, 2-core CPU, full mode (measured once available)
     minutes_gpu: int  # the same on one recent CUDA GPU (Colab T4 or better)
     hardware: str  # what it needs, and what happens without it
+
+    def __post_init__(self):
+        if not (isinstance(self.number, str) and len(self.number) == 2 and self.number.isdigit()):
+            fail("number", self.number, 'two digits, e.g. "03"')
+        if not (isinstance(self.file, str) and self.file.startswith(self.number + "_") and self.file.endswith(".ipynb")):
+            fail("file", self.file, f"a notebook file name starting with {self.number}_ and ending in .ipynb")
+        check_int("minutes_cpu", self.minutes_cpu, minimum=1)
+        check_int("minutes_gpu", self.minutes_gpu, minimum=1)
 
     @property
     def available(self) -> bool:

@@ -25,8 +25,8 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from utils.env import check_choice, has_package, hub_reachable
-from utils.validate import check_fraction, check_int
+from utils.env import has_package, hub_reachable
+from utils.validate import check_choice, check_fraction, check_int, fail
 
 #: End-of-document token (GPT-2's spelling); also the tokenizer's EOS token.
 END_OF_TEXT = "<|endoftext|>"
@@ -119,10 +119,7 @@ def load_documents(name: str, max_chars: int | None = None) -> list[str]:
     documents = list(_documents(name, max_chars))
     if not documents:  # shorter than the first document: an empty corpus would fail much later, obscurely
         first = len(_documents(name, None)[0])
-        raise ValueError(
-            f"max_chars={max_chars} keeps no whole document of {name!r} (its first is {first:,} characters); "
-            f"accepted: None or at least {first}"
-        )
+        fail("max_chars", max_chars, f"None or at least {first} (the first document of {name!r}: no whole one fits)")
     return documents
 
 
@@ -133,7 +130,7 @@ def load_corpus(name: str, max_chars: int | None = None) -> str:
 
 def _check_text(text) -> None:
     if not isinstance(text, str):
-        raise ValueError(f"text must be a string, got {type(text).__name__}")
+        fail("text", text, "a string")
 
 
 def split_documents(text: str) -> list[str]:
@@ -157,10 +154,8 @@ def train_val_split(text: str, val_fraction: float = 0.1, seed: int = 0) -> tupl
     separator = DOCUMENT_SEPARATOR if DOCUMENT_SEPARATOR in text else "\n\n"
     documents = split_documents(text)
     if len(documents) < 2:
-        raise ValueError(
-            f"text has {len(documents)} document(s); train_val_split needs at least 2 documents or "
-            "paragraphs (separated by DOCUMENT_SEPARATOR or a blank line)"
-        )
+        fail("text", f"<{len(documents)} document(s)>", "at least 2 documents or paragraphs (separated by "
+             "DOCUMENT_SEPARATOR or a blank line)")
     order = list(range(len(documents)))
     random.Random(seed).shuffle(order)
     target = val_fraction * sum(len(d) for d in documents)
@@ -238,12 +233,10 @@ def chunk(ids, block_size: int):
     block_size = check_int("block_size", block_size, minimum=1)
     if not hasattr(ids, "dim") or ids.dim() != 1:
         got = tuple(ids.shape) if hasattr(ids, "shape") else type(ids).__name__
-        raise ValueError(f"ids must be a 1-D tensor, got {got}")
+        fail("ids", got, "a 1-D tensor of token ids")
     n_blocks = ids.numel() // block_size
     if n_blocks == 0:
-        raise ValueError(
-            f"block_size={block_size} is longer than the {ids.numel()} ids given; accepted: 1..{ids.numel()}"
-        )
+        fail("block_size", block_size, f"1..{ids.numel()} (the number of ids given)")
     return ids[: n_blocks * block_size].view(n_blocks, block_size)
 
 
@@ -258,7 +251,7 @@ class TokenDataset:
     def __init__(self, text: str | None = None, tokenizer=None, block_size: int = 128, ids=None):
         if ids is None:
             if text is None or tokenizer is None:
-                raise ValueError("TokenDataset needs either text and tokenizer, or ids (a 1-D LongTensor)")
+                fail("ids", ids, "a 1-D LongTensor, or None with both text and tokenizer given")
             ids = tokenize_corpus(text, tokenizer)
         self.ids = ids
         self.block_size = block_size

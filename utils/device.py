@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from utils.validate import check_choice
+from utils.validate import check_choice, fail
 
 #: ``COURSE_NO_BF16=1`` treats every device as having no bfloat16, as on a Colab T4: mixed precision then
 #: falls back to fp16 with a GradScaler, on the CPU too, so CI exercises the path a T4 takes.
@@ -37,9 +37,9 @@ def get_device(prefer: str = "auto"):
     if prefer == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if prefer == "cuda" and not cuda:
-        raise ValueError("prefer='cuda' but no CUDA GPU is visible to torch; use 'auto' or 'cpu'")
+        fail("prefer", prefer, "'auto' or 'cpu': no CUDA GPU is visible to torch")
     if prefer == "mps" and not mps:
-        raise ValueError("prefer='mps' but Apple MPS is not available; use 'auto' or 'cpu'")
+        fail("prefer", prefer, "'auto' or 'cpu': Apple MPS is not available")
     return torch.device(prefer)
 
 

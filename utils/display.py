@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from utils.validate import check_choice
+from utils.validate import check_choice, fail
 
 
 def format_bytes(n_bytes: float, unit: str = "GB", digits: int = 1) -> str:
@@ -17,7 +17,7 @@ def format_table(headers, rows) -> str:
     headers = [str(h) for h in headers]
     rows = [[str(c) for c in row] for row in rows]
     if any(len(row) != len(headers) for row in rows):
-        raise ValueError(f"rows must have {len(headers)} cells each (one per header), got {rows!r}")
+        fail("rows", rows, f"rows of {len(headers)} cells each (one per header)")
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
 
     def line(cells):

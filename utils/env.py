@@ -30,7 +30,7 @@ from utils.device import (  # noqa: F401
     no_bf16_forced,
 )
 from utils.device import flag as _flag
-from utils.validate import check_bool, check_choice, check_int  # noqa: F401 -- check_choice re-exported
+from utils.validate import check_bool, check_choice, check_int, fail  # noqa: F401 -- check_choice re-exported
 
 #: One environment variable switches fast mode (CI): ``COURSE_FAST=1``.
 FAST_ENV_VAR = "COURSE_FAST"
@@ -47,10 +47,8 @@ def is_fast() -> bool:
     Any other value than a yes/no word (e.g. ``COURSE_FAST=2``) is an error, not silently full mode."""
     value = os.environ.get(FAST_ENV_VAR, "").strip().lower()
     if value not in _TRUE | _FALSE:
-        raise ValueError(
-            f"{FAST_ENV_VAR}={os.environ[FAST_ENV_VAR]!r} is not valid; accepted: "
-            f"{sorted(_TRUE)} for fast mode, {sorted(_FALSE - {''})} or unset for full mode"
-        )
+        fail(FAST_ENV_VAR, os.environ[FAST_ENV_VAR],
+             f"{sorted(_TRUE)} for fast mode, {sorted(_FALSE - {''})} or unset for full mode")
     return value in _TRUE
 
 
@@ -84,15 +82,13 @@ def cache_dir(*parts: str) -> Path:
     )
     root = Path(root).expanduser()  # "~/c" means the home folder's c, not a folder named "~" here
     if not root.is_absolute():
-        raise ValueError(
-            f"{CACHE_ENV_VAR}={os.environ.get(CACHE_ENV_VAR)!r} is not valid; accepted: an absolute path "
-            "or one starting with ~ (a relative one would put the cache wherever the notebook runs)"
-        )
+        fail(CACHE_ENV_VAR, os.environ.get(CACHE_ENV_VAR),
+             "an absolute path or one starting with ~ (a relative one would put the cache wherever the notebook runs)")
     if root.exists() and not root.is_dir():
-        raise ValueError(f"{CACHE_ENV_VAR}={str(root)!r} is not valid: it is a file; accepted: a folder")
+        fail(CACHE_ENV_VAR, str(root), "a folder (this is a file)")
     for part in parts:
         if not isinstance(part, str) or not part or part in (".", "..") or os.sep in part:
-            raise ValueError(f"parts={parts!r} is not valid; accepted: plain folder names")
+            fail("parts", parts, "plain folder names")
     path = Path(root, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -197,12 +197,6 @@ GPU_TABLE: dict[str, GPU] = {
 COURSE_GPUS = ("T4", "A100-40", "A100-80", "H100")
 
 
-def gpu(key: str) -> GPU:
-    """The :data:`GPU_TABLE` row for ``key``, with a clear error for an unknown card."""
-    check_choice("gpu", key, GPU_TABLE)
-    return GPU_TABLE[key]
-
-
 def _by_pattern() -> tuple[GPU, ...]:
     seen, out = set(), []
     for row in GPU_TABLE.values():

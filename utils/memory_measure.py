@@ -22,6 +22,7 @@ import torch
 
 from utils.model_states import TrainingMemory
 from utils.shapes import DecoderShape
+from utils.validate import fail
 
 #: autograd node names of fused attention kernels (flash, memory-efficient, cuDNN; CPU flash).
 FUSED_ATTENTION_NODES = ("ScaledDotProductFlash", "ScaledDotProductEfficient", "ScaledDotProductCudnn")
@@ -219,7 +220,7 @@ def cuda_peak_step_memory(
     (``memory_reserved``) are not included.
     """
     if input_ids.device.type != "cuda":
-        raise ValueError(f"input_ids must be on a CUDA device, got device={input_ids.device}")
+        fail("input_ids", f"<tensor on {input_ids.device}>", "a tensor on a CUDA device")
     for _ in range(warmup_steps):
         train_step(model, optimizer, input_ids, autocast_dtype)
     optimizer.zero_grad(set_to_none=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
-from utils.validate import check_choice, check_int, check_number
+from utils.validate import check_choice, check_int, check_number, fail
 
 #: Bytes per value of each number format. 4-bit formats also need block scales (see ``utils.quant``).
 BYTES_PER_DTYPE: dict[str, float] = {
@@ -184,7 +184,7 @@ def model_state_bytes(param_numels: Iterable[int], *, precision: str = "fp32", o
     check_choice("optimizer", optimizer, OPTIMIZERS)
     numels = [check_int("param_numels entry", n, minimum=1) for n in param_numels]
     if not numels:
-        raise ValueError("param_numels must list at least one tensor size, got an empty list")
+        fail("param_numels", [], "at least one tensor size")
     n = sum(numels)
     base = training_memory(n, precision=precision, optimizer=optimizer, activation_bytes_per_param=0)
     if optimizer != "adam8bit":

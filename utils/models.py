@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from utils.validate import check_bool, check_choice, check_int, check_number
+from utils.validate import check_bool, check_choice, check_int, check_number, fail
 
 #: The model families, by how they are pre-trained (CLM, MLM, span corruption).
 FAMILIES = ("decoder", "encoder", "encoder-decoder")
@@ -76,17 +76,11 @@ class ModelConfig:
             self, "dropout", check_number("dropout", self.dropout, minimum=0, maximum=1, max_open=True)
         )
         if self.d_model % self.n_heads:
-            raise ValueError(
-                f"d_model={self.d_model} must be divisible by n_heads={self.n_heads} "
-                f"(accepted: n_heads dividing {self.d_model})"
-            )
+            fail("n_heads", self.n_heads, f"a divisor of d_model={self.d_model}")
         if not self.tie_embeddings and self.family != "decoder":
             # transformers 5 always ties T5's head (T5Config overrides the flag) and unties BERT's output
             # bias along with the matrix, unlike 4.x: untying is only well-defined for GPT-2 across versions
-            raise ValueError(
-                f"tie_embeddings=False is not supported for family={self.family!r}; accepted: "
-                "tie_embeddings=True, or family='decoder'"
-            )
+            fail("tie_embeddings", False, f"True for family={self.family!r} (untied: family='decoder' only)")
 
     @property
     def head_dim(self) -> int:
@@ -106,7 +100,7 @@ def model_config(
     valid = {f.name for f in fields(ModelConfig)} - {"family", "vocab_size"}
     unknown = sorted(set(overrides) - valid)
     if unknown:
-        raise ValueError(f"overrides {unknown} are not ModelConfig fields; accepted: {sorted(valid)}")
+        fail("overrides", unknown, f"ModelConfig fields: {sorted(valid)}")
     return ModelConfig(family=family, vocab_size=vocab_size, **{**PRESETS[preset], **overrides})
 
 

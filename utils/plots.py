@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from utils.objectives import attention_masks
+from utils.validate import check_choice, fail
 
 X_AXES = ("step", "tokens")
 
@@ -24,7 +25,7 @@ def _runs(histories) -> list[tuple[str, object]]:
         return [("", histories)]
     runs = list(histories)
     if not runs or not all(isinstance(r, (tuple, list)) and len(r) == 2 for r in runs):
-        raise ValueError("histories must be a History or a non-empty list of (label, History) pairs")
+        fail("histories", histories, "a History or a non-empty list of (label, History) pairs")
     return [(str(label), h) for label, h in runs]
 
 
@@ -43,8 +44,7 @@ def plot_history(
     "tokens" (tokens seen, the fair axis when batch sizes differ); ``log_y`` / ``log_x``: logarithmic axes
     (scaling-law plots use both); ``eval_only``: plot the held-out loss alone.
     """
-    if x not in X_AXES:
-        raise ValueError(f"x={x!r} is not valid; accepted: {X_AXES}")
+    check_choice("x", x, X_AXES)
     fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.add_subplot()
     for i, (label, h) in enumerate(_runs(histories)):
