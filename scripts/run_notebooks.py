@@ -78,9 +78,10 @@ def execute(path: Path, timeout: int, kernel: str = "python3"):
     from nbclient.exceptions import CellExecutionError
 
     nb = nbformat.read(path, as_version=4)
+    sockets = tempfile.TemporaryDirectory(prefix="course-kernel-")
     client = NotebookClient(
         nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(path.parent)}},
-        record_timing=False,
+        record_timing=False, config=_kernel_config(sockets.name),
     )
     try:
         client.execute()
@@ -90,6 +91,18 @@ def execute(path: Path, timeout: int, kernel: str = "python3"):
         return nb, "\n".join(lines[:3] + ["..."] + lines[-6:]) if len(lines) > 9 else "\n".join(lines) or repr(exc)
     except Exception as exc:  # kernel died, timeout, ...
         return nb, f"{type(exc).__name__}: {exc}"
+    finally:
+        sockets.cleanup()
+
+
+def _kernel_config(folder: str):
+    """Kernels that talk over Unix sockets in ``folder`` where the OS has them: private to this user, and
+    no "Kernel is running over TCP without encryption" warning after every notebook (TCP on Windows)."""
+    from traitlets.config import Config
+
+    if os.name != "posix":
+        return Config()
+    return Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(folder, "kernel")}})
 
 
 def main(argv=None) -> int:
