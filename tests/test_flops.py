@@ -24,10 +24,10 @@ def test_flops_per_token_is_6n_plus_the_attention_term():
 
 def test_model_flops_per_token_reads_the_shape():
     model = build_model("decoder", "tiny", vocab_size=128)  # 2 layers, d_model 64
-    n = count_parameters(model).total
-    assert model_flops_per_token(model, 32) == 6 * n + 12 * 2 * 64 * 32
-    t5 = build_model("encoder-decoder", "tiny", vocab_size=128)  # 2 + 2 layers
-    assert model_flops_per_token(t5, 32) == 6 * count_parameters(t5).total + 12 * 4 * 64 * 32
+    assert count_parameters(model).total == 116_480
+    assert model_flops_per_token(model, 32) == 748_032  # 6 x 116,480 + 12 x 2 layers x 64 x 32
+    t5 = build_model("encoder-decoder", "tiny", vocab_size=128)  # 2 + 2 layers, 238,592 parameters
+    assert model_flops_per_token(t5, 32) == 1_529_856  # 6 x 238,592 + 12 x 4 layers x 64 x 32
 
 
 def test_mfu_and_achieved_flops():

@@ -46,9 +46,6 @@ def test_gpu_estimate_uses_the_usable_bytes_exactly():
 def test_memory_calculator():
     out = memory_calculator("GPT-3 175B", precision="mixed", batch_size=1, seq_len=2048, gpu="H100")
     assert out["weights"] == 2 * 174_600e6 and out["optimizer"] == 12 * 174_600e6
-    assert out["total"] == pytest.approx(
-        out["weights"] + out["gradients"] + out["optimizer"] + out["activations"]
-    )
     assert out["total"] == pytest.approx(3_069.43e9, rel=1e-5)
     assert out["n_gpus"] == 37  # 3,069 GB / 83.96e9 usable bytes per H100 = 36.6
     assert len(GPT3_SHAPES) == 8
