@@ -28,11 +28,11 @@ TASKS = ("store", "finetune", "pretrain")
 class GpuEstimate:
     """How many GPUs of one kind hold the bytes a task needs."""
 
-    gpu: str
-    task: str
-    bytes_needed: float
-    gpu_bytes: float
-    n_gpus: int
+    gpu: str  # a key of utils.hardware.GPU_TABLE
+    task: str  # one of TASKS
+    bytes_needed: float  # what the task needs, bytes
+    gpu_bytes: float  # usable bytes per card: torch's total_memory less the reserve (not the name's "80GB")
+    n_gpus: int  # cards needed with perfect sharding, at least 1
 
 
 def task_memory(
