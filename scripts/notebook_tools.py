@@ -248,7 +248,10 @@ def main(argv: list[str]) -> int:
         check = "--check" in argv[1:]
         changed = sync_twins(check=check)
         for p in changed:
-            print(("stale" if check else "wrote" if p.exists() else "removed"), p.relative_to(ROOT))
+            orphan = not p.with_suffix(".ipynb").exists()
+            status = ("orphan" if orphan else "stale" if p.exists() else "missing") if check else (
+                "removed" if orphan else "wrote")
+            print(status, p.relative_to(ROOT))
         return 1 if check and changed else 0
     print(__doc__)
     return 2
