@@ -42,6 +42,10 @@ class CourseError(Exception):
     """A problem the learner can fix, said in one message instead of a traceback."""
 
 
+# Patch releases a lock needs: soupsieve 4.1.3 (in requirements.lock) requires Python >= 3.11.5.
+MIN_PATCH = {(3, 11): (5, "soupsieve 4.1.3 requires Python >= 3.11.5")}
+
+
 def check_python(version) -> None:
     """Refuse an interpreter the course cannot run on, saying which to use instead."""
     if tuple(version[:2]) < OLDEST:
@@ -49,6 +53,12 @@ def check_python(version) -> None:
             f"the course needs Python {OLDEST[0]}.{OLDEST[1]} or newer; this is "
             f"{version[0]}.{version[1]}. Run it with a newer interpreter (make PYTHON=python3.11 ..., "
             "or python3.11 scripts/course.py ...), or use conda (README)."
+        )
+    patch, why = MIN_PATCH.get(tuple(version[:2]), (0, ""))
+    if len(version) > 2 and version[2] < patch:
+        raise CourseError(
+            f"Python {version[0]}.{version[1]}.{version[2]} is too old for {lock_for(version)} ({why}): "
+            f"use {version[0]}.{version[1]}.{patch} or newer, or Python 3.10, 3.12 or 3.13."
         )
 
 
@@ -97,6 +107,7 @@ class Course:
     def __init__(self, root=ROOT, python=sys.executable, version=sys.version_info, venv=None,
                  dry=False, os_name=os.name, out=None):
         self.root, self.python, self.version = Path(root), python, tuple(version[:2])
+        self.full_version = tuple(version[:3])  # with the patch release: requirements.lock needs 3.11.5+
         self.venv = Path(venv) if venv else choose_venv(self.root, self.version)
         self.vpy = venv_python(self.venv, os_name)
         self.dry, self.os_name, self.out = dry, os_name, out
@@ -120,7 +131,7 @@ class Course:
         return (self.venv / stamp_name(self.root, self.version, lock)).exists() and self.vpy.exists()
 
     def ensure_venv(self) -> None:
-        check_python(self.version)
+        check_python(self.full_version)
         if self.version > NEWEST:
             self.say(f"warning: Python {self.version[0]}.{self.version[1]} is newer than the versions the "
                      f"locks were tested on ({OLDEST[1]}-{NEWEST[1]}); trying anyway.")

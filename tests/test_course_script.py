@@ -49,6 +49,11 @@ def test_old_python_is_refused_with_a_message_not_a_traceback(tmp_path, capsys):
     with pytest.raises(course.CourseError, match=r"needs Python 3\.10 or newer; this is 3\.9"):
         course.check_python((3, 9))
     course.check_python((3, 10))
+    with pytest.raises(course.CourseError, match=r"3\.11\.4 is too old for requirements\.lock"):
+        course.check_python((3, 11, 4))
+    course.check_python((3, 11, 5))
+    assert course.main(["--dry-run", "venv"], root=_project(tmp_path / "p"), version=(3, 11, 2)) == 1
+    assert "3.11.2 is too old" in capsys.readouterr().err
     code = course.main(["--dry-run", "test"], root=_project(tmp_path), version=(3, 9, 18))
     assert code == 1 and "error: the course needs Python 3.10" in capsys.readouterr().err
 
@@ -136,3 +141,14 @@ def test_makefile_recipes_call_the_script():
     assert f"NBVAL := {' '.join(course.NBVAL)}" in makefile
     assert "PYTEST_ENV := " + " ".join(f"{k}={v}" for k, v in course.TEST_ENV.items()) in makefile
     assert f"MODEL_PKGS := {' '.join(course.MODEL_PKGS)}" in makefile
+
+
+def test_ci_matrix_runs_every_supported_python_through_the_script():
+    yaml = pytest.importorskip("yaml")
+    tests = yaml.safe_load((ROOT / ".github" / "workflows" / "tests.yml").read_text())
+    yaml.safe_load((ROOT / ".github" / "workflows" / "gpu.yml").read_text())  # parses
+    cpu = tests["jobs"]["cpu"]
+    supported = [f"3.{m}" for m in range(course.OLDEST[1], course.NEWEST[1] + 1)]
+    assert cpu["strategy"]["matrix"]["python"] == supported
+    assert {row["os"] for row in cpu["strategy"]["matrix"]["include"]} == {"windows-latest", "macos-latest"}
+    assert any(step.get("run") == "python scripts/course.py test" for step in cpu["steps"])
