@@ -131,6 +131,19 @@ def test_quantized_logits_do_not_depend_on_the_grad_mode(fmt):
 
 
 @needs_bnb
+def test_state_bytes_leaves_a_used_4bit_model_unchanged():
+    # on AVX512-BF16 CPUs the first forward repacks Linear4bit, and bitsandbytes' state_dict() converts it
+    # back with re-quantized scales; state_bytes must neither change the outputs nor the count
+    ids = torch.randint(1, 256, (1, 12), generator=torch.Generator().manual_seed(0))
+    q = quantize_model(tiny_llama(), "nf4", "cpu")
+    before = state_bytes(q)
+    with torch.no_grad():
+        first = q(input_ids=ids).logits
+        assert abs(state_bytes(q) - before) <= 8  # the quant state's serialized metadata may differ by a byte
+        assert torch.equal(q(input_ids=ids).logits, first)
+
+
+@needs_bnb
 @pytest.mark.parametrize("device", DEVICES)
 def test_int8_keeps_exactly_the_columns_at_or_above_the_threshold(device):
     class Net(nn.Module):  # the attribute path quantize_model expects: model.layers

@@ -166,11 +166,24 @@ def replace_linears(
     return swapped
 
 
+def _packed_for_cpu(module: nn.Module) -> bool:
+    """Whether a Linear4bit in ``module`` was repacked for bitsandbytes' CPU kernel (at its first forward)."""
+    return any(
+        getattr(getattr(getattr(m, "weight", None), "quant_state", None), "packing_format_for_cpu", False)
+        for m in module.modules()
+    )
+
+
 def state_bytes(module: nn.Module, exclude_tied: bool = True) -> int:
     """Bytes of everything ``module`` stores (its state dict: weights, scales, quantization statistics).
 
     A tied output head shares the embedding's storage: counted once (``exclude_tied``).
     """
+    if _packed_for_cpu(module):
+        # bitsandbytes' state_dict() turns a CPU-repacked Linear4bit back into its storage format and, with
+        # double quantization, re-quantizes the block scales: the layer's outputs change (by up to 0.3 in
+        # SmolLM2's logits). Count a copy and leave the caller's model as it is.
+        module = copy.deepcopy(module)
     tensors = [t for t in module.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
     if exclude_tied:  # unique storages, as utils.memory_measure counts a model's parameters
         return storage_bytes(tensors)
