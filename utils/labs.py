@@ -69,7 +69,7 @@ class Result:
 
     def _repr_html_(self) -> str:
         colour = _COLOUR[self.status]
-        hint = f"<br><i>Hint:</i> {html.escape(self.hint)}" if self.hint else ""
+        hint = f" <i>Hint:</i> {html.escape(self.hint)}" if self.hint else ""
         name = f"<b>{html.escape(self.name)}</b>: " if self.name else ""
         return (f'<div style="border-left:4px solid {colour};padding:2px 8px">'
                 f'<b style="color:{colour}">{html.escape(self.status)}</b> &mdash; {name}'
@@ -174,16 +174,21 @@ def _compare(got, expected, rtol: float, atol: float, where: str) -> str | None:
     if _is_tensor(expected):
         import torch
 
+        if not _is_tensor(got) and expected.numel() == 1 and isinstance(got, numbers.Real):
+            got = torch.tensor(got)  # a plain number where the reference returns a one-value tensor
         if not _is_tensor(got):
             raise _Invalid(f"{where} is a {type(got).__name__}, not a torch.Tensor")
-        if expected.is_floating_point() != got.is_floating_point() or (
-            not expected.is_floating_point() and got.dtype != expected.dtype
+        # float references accept integer-valued tensors (a zero point as int64); integer codes need their dtype
+        if (not expected.is_floating_point() and got.dtype != expected.dtype) or (
+            expected.is_floating_point() and got.dtype == torch.bool
         ):
             raise _Invalid(f"{where} holds {str(got.dtype).removeprefix('torch.')} values; the exercise asks "
                            f"for {str(expected.dtype).removeprefix('torch.')}")
         if got.is_floating_point() and not bool(torch.isfinite(got).all()):
             bad = int((~torch.isfinite(got)).sum())
             raise _Invalid(f"{where} holds {bad} NaN or infinite value(s)")
+        if expected.numel() == 1 and got.numel() == 1:
+            got = got.reshape(expected.shape)  # a scale of shape () or (1,): the same number
         if tuple(got.shape) != tuple(expected.shape):
             return f"{where} has shape {tuple(got.shape)}, which is not the shape the exercise asks for"
         g, e = got.detach().cpu().double(), expected.detach().cpu().double()
