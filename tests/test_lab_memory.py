@@ -18,7 +18,19 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import make_student_labs as msl  # noqa: E402
 
 SOL = msl.load_solutions(ROOT / "labs" / "solutions" / "01_memory_budget_solutions.ipynb")
+DECODER_AFTER_ONE_STEP = lab.decoder_after_one_step
 GOOD_PLAN = {"precision": "mixed", "optimizer": "adamw", "zero_stage": 3, "recompute": "selective", "micro_batch": 4}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _build_cases_once():
+    """The checks build fresh models on every call (a learner's function may change them); the functions
+    tested here change nothing, so the models are built once to keep the tests fast."""
+    cases, decoder = lab.training_cases(), lab.decoder_after_one_step("adamw")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lab, "training_cases", lambda: cases)
+        mp.setattr(lab, "decoder_after_one_step", lambda optimizer="adamw", seed=0: decoder)
+        yield
 
 
 def _state_tensors(opt):
@@ -201,4 +213,4 @@ def test_scenario_has_several_answers_and_none_without_recomputation():
 
 def test_decoder_after_one_step_rejects_unknown_optimizer():
     with pytest.raises(ValueError, match="optimizer='lion'"):
-        lab.decoder_after_one_step("lion")
+        DECODER_AFTER_ONE_STEP("lion")  # the unpatched function
