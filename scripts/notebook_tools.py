@@ -178,14 +178,16 @@ def twin_path(notebook: Path) -> Path:
     return Path(notebook).with_suffix(TWIN_SUFFIX)
 
 
-def twin_text(notebook: Path) -> str:
-    """The twin's text as jupytext writes it for ``notebook`` with the repository's ``jupytext.toml``."""
+def twin_text(notebook: Path, content: str | None = None) -> str:
+    """The twin's text as jupytext writes it for ``notebook`` with the repository's ``jupytext.toml``
+    (``content``: the notebook's JSON to use instead of the file, e.g. another git revision's)."""
     import jupytext
     from jupytext.config import load_jupytext_config
 
     fmt = {"extension": TWIN_SUFFIX, "format_name": "myst"}
     load_jupytext_config(str(notebook)).set_default_format_options(fmt)
-    return jupytext.writes(jupytext.read(notebook), fmt=fmt)
+    nb = jupytext.read(notebook) if content is None else jupytext.reads(content, fmt="ipynb")
+    return jupytext.writes(nb, fmt=fmt)
 
 
 def read_twin_cells(twin: Path) -> list[tuple[str, str]]:
