@@ -197,3 +197,13 @@ def test_student_path_naming():
     assert msl.student_path(ROOT / "labs/solutions/01_x_solutions.ipynb") == ROOT / "labs/01_x.ipynb"
     with pytest.raises(ValueError, match="_solutions.ipynb"):
         msl.student_path(ROOT / "labs/solutions/01_x.ipynb")
+
+
+def test_cases_as_tuples_dicts_and_bare_values():
+    def ref(a, b=2):
+        return {"sum": a + b, "pair": (a, torch.tensor([float(b)]))}
+
+    assert check_function(ref, ref, [(1,), {"a": 2, "b": 5}, 3], name="f").ok
+    r = check_function(lambda a, b=2: {"sum": a + b, "pair": (a, torch.tensor([b + 1.0]))}, ref,
+                       [{"a": 2, "b": 5}], name="f")
+    assert r.status == "wrong" and "case 1 of 1 (a=2, b=5)" in r.message and "output['pair'][1]" in r.message
