@@ -83,3 +83,16 @@ lock:
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache
+
+# Outside `make test` (slow; the first run downloads): the course on a Colab-like runtime, and against the
+# lowest and the newest versions pyproject.toml allows (README, "Checks a learner would do").
+# NOTEBOOKS= checks a subset; TORCH= / UV_ARGS= see scripts/version_check.sh.
+.PHONY: colab-check versions-lowest versions-newest
+colab-check:
+	$(PYTHON) scripts/colab_check.py $(NOTEBOOKS)
+
+versions-lowest:
+	PYTHON=$(PYTHON) bash scripts/version_check.sh lowest
+
+versions-newest:
+	PYTHON=$(PYTHON) bash scripts/version_check.sh newest
