@@ -236,7 +236,8 @@ def test_zero_more_devices_never_need_more(n, n_devices, extra, stage, k):
 def test_numpy_scalars_are_accepted_and_returned_as_python_numbers():
     np = pytest.importorskip("numpy")
     assert model_memory(np.float64(1e9), "bf16") == 2 * GB
-    assert type(model_memory(np.int64(10**9))) is float
+    assert type(model_memory(np.int64(10**9))) is int and model_memory(np.int64(10**9)) == 4 * GB
+    assert training_memory(1, activation_bytes_per_param=0).weights == 4 and type(training_memory(1).weights) is int
     assert zero_memory_per_device(np.int64(7_500_000_000), np.int64(64), np.int64(3)) == pytest.approx(1.875e9)
     assert adam8bit_state_bytes(np.int32(4096)) == 2 * 4096 + 8 * 16
     assert model_state_bytes(np.array([10, 20])).weights == 4 * 30

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from utils import checkpoint, data, env, labs, memory, models, objectives, pretrained, quant, tokenizer, train
 from utils.env import cache_dir, fast_or_full, is_fast
 from utils.io import CacheWarning, load_cached, save_atomically, store_cached, verify_folder
-from utils.validate import check_bool, check_fraction, check_int, check_number
+from utils.validate import check_amount, check_bool, check_fraction, check_int, check_number
 
 # ------------------------------------------------------------------------------------ utils.validate
 
@@ -41,6 +41,14 @@ def test_numpy_scalars_are_numbers_and_bools_are_not():
     assert check_bool("flag", np.bool_(True)) is True
     with pytest.raises(ValueError, match=r"compile='no' is not valid; accepted: True or False"):
         check_bool("compile", "no")
+
+
+def test_check_amount_keeps_integers_integers():
+    assert check_amount("n", np.int64(4)) == 4 and type(check_amount("n", np.int64(4))) is int
+    assert type(check_amount("n", 2.5)) is float and check_amount("n", 0, allow_zero=True) == 0
+    for bad in (0, -1, True, math.inf, "4"):
+        with pytest.raises(ValueError, match=r"^n=.* is not valid; accepted: a finite number"):
+            check_amount("n", bad)
 
 
 # ------------------------------------------------------------------------------------------ env

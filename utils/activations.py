@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from utils.model_states import training_memory
 from utils.shapes import DecoderShape
-from utils.validate import check_choice, check_int, check_number, fail
+from utils.validate import check_amount, check_choice, check_int, fail
 
 #: Activation recomputation strategies of :func:`activation_memory`.
 RECOMPUTE = ("none", "selective", "flash", "full")
@@ -81,9 +81,9 @@ def activation_memory(
     batch_size = check_int("batch_size", batch_size, minimum=1)
     n_layers = check_int("n_layers", n_layers, minimum=1)
     n_heads = check_int("n_heads", n_heads, minimum=1)
-    bytes_per_value = check_number("bytes_per_value", bytes_per_value, minimum=0, min_open=True)
+    bytes_per_value = check_amount("bytes_per_value", bytes_per_value)
     check_choice("recompute", recompute, RECOMPUTE)
-    logits_bytes_per_value = check_number("logits_bytes_per_value", logits_bytes_per_value, minimum=0, min_open=True)
+    logits_bytes_per_value = check_amount("logits_bytes_per_value", logits_bytes_per_value)
     vocab_size = check_int("vocab_size", vocab_size, minimum=1, allow_none=True)
     sbh = seq_len * batch_size * hidden_size
     scale = bytes_per_value / 2  # the paper counts 16-bit bytes

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
-from utils.validate import check_choice, check_int, check_number, fail
+from utils.validate import check_amount, check_choice, check_int, fail
 
 #: Bytes per value of each number format. 4-bit formats also need block scales (see ``utils.quant``).
 BYTES_PER_DTYPE: dict[str, float] = {
@@ -38,7 +38,7 @@ def model_memory(n_params, dtype: str = "fp32") -> float:
 
     Weights only -- no block scales for 4-bit formats, no activations, no framework overhead.
     """
-    n_params = check_number("n_params", n_params, minimum=0, min_open=True)
+    n_params = check_amount("n_params", n_params)
     return n_params * dtype_bytes(dtype)
 
 
@@ -147,10 +147,10 @@ def training_memory(
     ``activation_bytes_per_param``: the lecture's rule of thumb (8, "a high-end estimate"); pass 0 for model
     states alone. Real activations depend on batch and sequence length: see :func:`activation_memory`.
     """
-    n_params = check_number("n_params", n_params, minimum=0, min_open=True)
+    n_params = check_amount("n_params", n_params)
     check_choice("precision", precision, PRECISIONS)
     check_choice("optimizer", optimizer, OPTIMIZERS)
-    activation_bytes_per_param = check_number("activation_bytes_per_param", activation_bytes_per_param, minimum=0)
+    activation_bytes_per_param = check_amount("activation_bytes_per_param", activation_bytes_per_param, allow_zero=True)
     p, o = PRECISIONS[precision], OPTIMIZERS[optimizer]
     return TrainingMemory(
         weights=n_params * p.weights,
@@ -224,13 +224,13 @@ def zero_memory_per_device(
     K = ``optimizer_bytes`` = 12 for mixed-precision Adam (fp32 master weights, m, v). Paper Fig. 1:
     Psi = 7.5B, N = 64 gives 120, 31.4, 16.6 and 1.9 GB. Activations are not included.
     """
-    n_params = check_number("n_params", n_params, minimum=0, min_open=True)
+    n_params = check_amount("n_params", n_params)
     n_devices = check_int("n_devices", n_devices, minimum=1)
     stage = check_int("stage", stage)  # refuses 1.0 and True, which `in ZERO_STAGES` would let through
     check_choice("stage", stage, ZERO_STAGES)
-    optimizer_bytes = check_number("optimizer_bytes", optimizer_bytes, minimum=0)
-    weight_bytes = check_number("weight_bytes", weight_bytes, minimum=0, min_open=True)
-    gradient_bytes = check_number("gradient_bytes", gradient_bytes, minimum=0, min_open=True)
+    optimizer_bytes = check_amount("optimizer_bytes", optimizer_bytes, allow_zero=True)
+    weight_bytes = check_amount("weight_bytes", weight_bytes)
+    gradient_bytes = check_amount("gradient_bytes", gradient_bytes)
     w, g, k, n = weight_bytes, gradient_bytes, optimizer_bytes, n_devices
     per_param = {
         0: w + g + k,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 
-__all__ = ["check_bool", "check_choice", "check_fraction", "check_int", "check_number", "fail"]
+__all__ = ["check_amount", "check_bool", "check_choice", "check_fraction", "check_int", "check_number", "fail"]
 
 
 def fail(name: str, value, accepted: str):
@@ -80,6 +80,13 @@ def check_number(name: str, value, *, minimum: float | None = None, maximum: flo
     if too_low or too_high:
         fail(name, value, accepted)
     return number
+
+
+def check_amount(name: str, value, *, allow_zero: bool = False) -> int | float:
+    """A finite count or size > 0 (>= 0 with ``allow_zero``) that keeps its kind: an integer (NumPy's too)
+    comes back as a Python ``int`` -- 1 parameter in fp32 is 4 bytes, not 4.0 -- anything else as ``float``."""
+    number = check_number(name, value, minimum=0, min_open=not allow_zero)
+    return int(value) if isinstance(value, numbers.Integral) else number
 
 
 def check_fraction(name: str, value, *, low_open: bool = False, high_open: bool = False) -> float:
