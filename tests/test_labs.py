@@ -160,7 +160,7 @@ def test_student_notebook_holds_no_solution_and_says_not_done_yet(solution):
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.name for p in SOLUTIONS])
 def test_solutions_notebook_is_executed_and_every_check_is_correct(solution):
     nb = nbformat.read(solution, as_version=4)
-    checks = [c for c in nb.cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    checks = [c for c in nb.cells if c.cell_type == "code" and c.get("metadata", {}).get("nbgrader", {}).get("grade")]
     assert checks, "the check cells carry nbgrader metadata (grade: true)"
     for c in checks:
         assert msl.BEGIN_HIDDEN in c.source  # the assert that makes the solution notebook fail when wrong
