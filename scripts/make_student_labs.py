@@ -15,7 +15,8 @@ notebooks to nbgrader as they are:
 * ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` regions are removed;
 * in a markdown cell, a solution region becomes ``YOUR ANSWER HERE``;
 * cells tagged ``solution-only`` are dropped; the title loses " (solutions)", the Colab badge and set-up cell
-  point at the student notebook; outputs are cleared (the make target executes the new notebook).
+  point at the student notebook; outputs are cleared (the make target executes the new notebook and
+  rewrites the text twins, ``NN_name.md``, of both notebooks: see ``make twins``).
 """
 
 from __future__ import annotations
@@ -173,13 +174,17 @@ def main(argv=None) -> int:
         return 1 if stale else 0
     for p in stale:
         nbformat.write(make_student(p), student_path(p))
+    rc = 0
     if stale and not args.no_execute:  # learners open executed notebooks: every check says "not done yet"
         cmd = [sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), "--in-place",
                *(str(student_path(p)) for p in stale)]
-        return subprocess.call(cmd, cwd=ROOT)
+        rc = subprocess.call(cmd, cwd=ROOT)
+    for p in stale:  # the text twins (make twins) of the notebooks this run wrote, and of their solutions
+        for nb in (p, student_path(p)):
+            nt.twin_path(nb).write_text(nt.twin_text(nb), encoding="utf-8")
     if not stale:
         print("student notebooks are up to date")
-    return 0
+    return rc
 
 
 if __name__ == "__main__":
