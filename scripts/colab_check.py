@@ -9,8 +9,9 @@ requirements.lock): no course package, no bitsandbytes, no gguf, no offline mode
 or test tools. For each notebook, in a fresh folder standing in for /content:
 - a stand-in ``google.colab`` module is imported at kernel start (an IPython start-up file), so the set-up
   cell takes its Colab branch;
-- COURSE_REPO_URL points its ``git clone`` at this repository's committed HEAD (file://, not GitHub) and
-  COURSE_PIP_ARGS keeps its pip offline (--no-index, a wheelhouse with bitsandbytes and gguf);
+- the notebook is the committed version, and COURSE_REPO_URL points its ``git clone`` at this repository's
+  committed HEAD (file://, not GitHub);
+- COURSE_PIP_ARGS keeps its pip offline (--no-index, a wheelhouse with bitsandbytes and gguf);
 - HF_HUB_OFFLINE=1 and no offline model packages: models that come from the hub on Colab must fall back or
   skip with a clear message.
 The environment is restored (the course package, bitsandbytes and gguf uninstalled) before each notebook,
@@ -148,8 +149,17 @@ def run_one(path: Path, fast: bool, timeout: int) -> tuple[float, str, dict]:
         "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "COURSE_FAST": "1" if fast else "0",
     }
     out = WORK / f"{name}.ipynb"
+    # The notebook as Colab opens it from GitHub: the committed version, like the code the set-up cell clones.
+    rel = path.relative_to(ROOT).as_posix()
+    committed = subprocess.run(["git", "-C", str(ROOT), "show", f"HEAD:{rel}"], capture_output=True)
+    notebook = base / path.name
+    if committed.returncode == 0:
+        notebook.write_bytes(committed.stdout)
+    else:
+        print(f"note: {rel} is not committed: running the working-tree file against the committed code")
+        shutil.copy(path, notebook)
     t0 = time.perf_counter()
-    proc = subprocess.run([str(venv_python()), "-c", _RUNNER, str(path), str(content), str(out), str(timeout),
+    proc = subprocess.run([str(venv_python()), "-c", _RUNNER, str(notebook), str(content), str(out), str(timeout),
                            str(sockets)], input=_PROBE, env=env, cwd=content, capture_output=True, text=True)
     secs = time.perf_counter() - t0
     probe = {}
@@ -184,10 +194,9 @@ def main(argv=None) -> int:
         + sorted(p for p in (ROOT / "labs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts))
     ensure_venv(args.python)
     WORK.mkdir(parents=True, exist_ok=True)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", *map(str, paths), "utils"],
-                           capture_output=True, text=True).stdout.strip()
-    if dirty:
-        print("note: the set-up cell clones the committed HEAD; uncommitted changes are not part of this check")
+    if subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", *map(str, paths), "utils"],
+                      capture_output=True, text=True).stdout.strip():
+        print("note: the committed HEAD is checked (notebooks and the clone); uncommitted changes are not")
     rows = []
     for path in paths:
         rel = path.relative_to(ROOT).as_posix()
