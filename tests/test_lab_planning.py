@@ -7,6 +7,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from lab_asserts import _verdict, stub
 
 from utils import lab_planning as lab
 from utils.scaling import CHINCHILLA_FITS, isoflop_minimum
@@ -29,17 +30,6 @@ def _solution_functions(path: Path) -> dict:
 
 SOL = _solution_functions(SOLUTIONS)
 BUDGETS = (1e11, 3e11, 9e11)
-
-
-def _verdict(result, status, words=()):
-    assert result.status == status, result
-    text = f"{result.message} {result.hint or ''}"
-    for w in words:
-        assert w in text, (w, text)
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError()
 
 
 def test_the_given_runs_spend_their_budgets_and_have_a_valley():
