@@ -17,12 +17,13 @@ LAB_PORT ?= 8888
 NBVAL := --nbval-lax --nbval-current-env --nbval-cell-timeout=900
 PYTEST_ENV := COURSE_FAST=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: help venv lab test test-offline test-gpu run run-gpu badges lock lint clean
+.PHONY: help venv lab test test-offline test-gpu test-browser run run-gpu badges lock lint clean
 
 help:
 	@echo "make lab       create .venv if needed and open JupyterLab on the course"
 	@echo "make test      create .venv if needed; ruff, pytest on tests/, nbval on every notebook (fast mode)"
 	@echo "make test-offline  (Linux) make test inside a network namespace with only loopback: proves no download"
+	@echo "make test-browser  every notebook and lab run through JupyterLab in headless Chromium (make test runs 4)"
 	@echo "make run       execute every notebook headless (full version) into build/, with a report table"
 	@echo "make test-gpu  the suite with GPU checks enforced, in an existing environment (PYTHON=python3)"
 	@echo "make run-gpu   every notebook in full mode on the GPU, with a table of which cells used it (PYTHON=python3)"
@@ -45,6 +46,10 @@ test:
 # make test with no network at all (Linux, unshare): the set-up runs first, with network.
 test-offline:
 	@$(COURSE) test-offline
+
+# The browser test over every notebook and lab (make test runs a representative four; ~7 min more on 2 cores).
+test-browser: venv
+	COURSE_BROWSER_ALL=1 $(PYTEST_ENV) $(VPY) -m pytest -q -p no:cacheprovider -rs tests/test_browser.py
 
 # On a GPU runner / the GPU machine: no venv, the given interpreter, GPU checks must run (not skip).
 test-gpu:

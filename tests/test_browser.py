@@ -10,9 +10,12 @@ Nothing here touches the committed notebooks: JupyterLab serves a temporary copy
 repository's .venv linked in), so running, autosaving and saving only change the copies. Screenshots go to
 build/screenshots/ for a human to look at, with timings.txt (seconds per notebook, cells run, figures).
 
-Time: nbval already runs every cell of every notebook in fast mode, so the expensive notebooks (more than
-BROWSER_FULL_MINUTES minutes in the course map, full mode on a CPU) run in part here: the set-up, the imports
-and the sections up to their first figure (COURSE_BROWSER_FULL=1 runs every cell of every notebook).
+Time: nbval already runs every cell of every notebook in fast mode, and one notebook through the UI costs
+15-40 s on two cores, so `make test` runs a representative set (BROWSER_SET: the welcome notebook, the
+memory notebook with its calculator, lab 01 as a student gets it and its solutions); `make test-browser`
+(COURSE_BROWSER_ALL=1) runs every notebook and lab. The expensive notebooks (more than BROWSER_FULL_MINUTES
+minutes in the course map, full mode on a CPU) run in part: the set-up, the imports and the sections up to
+their first figure (COURSE_BROWSER_FULL=1 runs every cell of every notebook).
 """
 
 import json
@@ -33,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "build" / "screenshots"
 NOTEBOOKS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted(
     p.relative_to(ROOT).as_posix() for p in (ROOT / "labs").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+# In make test: the first notebook a learner opens, the interactive calculator, a lab and its solutions.
+BROWSER_SET = ("notebooks/00_welcome_and_setup.ipynb", "notebooks/03_memory_arithmetic.ipynb",
+               "labs/01_memory_budget.ipynb", "labs/solutions/01_memory_budget_solutions.ipynb")
 BROWSER_FULL_MINUTES = 2  # notebooks longer than this (full mode, course map) run up to their first figure
 RUN_TIMEOUT_S = int(os.environ.get("COURSE_BROWSER_TIMEOUT", 1800))  # one notebook, Run All to idle
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -192,7 +198,12 @@ def _shutdown_kernels(base: str, token: str) -> None:
         _api(base, token, f"/api/sessions/{s['id']}", "DELETE")
 
 
-@pytest.mark.parametrize("rel", NOTEBOOKS)
+def test_the_browser_set_names_course_notebooks():
+    missing = sorted(set(BROWSER_SET) - set(NOTEBOOKS))
+    assert not missing, f"BROWSER_SET names notebooks that do not exist: {missing}"
+
+
+@pytest.mark.parametrize("rel", NOTEBOOKS if os.environ.get("COURSE_BROWSER_ALL") == "1" else BROWSER_SET)
 def test_learner_runs_the_notebook(lab, browser, rel):
     base, token, copy = lab
     committed = json.loads((ROOT / rel).read_text())
