@@ -178,8 +178,11 @@ class Course:
     def lab(self, extra, port=8888) -> None:
         self.ensure_venv()
         root_flag = ["--allow-root"] if getattr(os, "geteuid", lambda: 1)() == 0 else []
+        # Kernels talk to the server over Unix sockets where there are some: no "running over TCP without
+        # encryption" warning in the learner's terminal, and no kernel ports open on the machine.
+        ipc = [] if os.name == "nt" else ["--KernelManager.transport=ipc"]
         self.sh([self.vpy, "-m", "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-                 "--LabApp.news_url=None", *root_flag, *extra, "--ServerApp.root_dir=.",
+                 "--LabApp.news_url=None", *root_flag, *ipc, *extra, "--ServerApp.root_dir=.",
                  "notebooks/00_welcome_and_setup.ipynb"])
 
     def run(self, extra) -> None:

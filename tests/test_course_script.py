@@ -2,6 +2,7 @@
 
 import importlib.util
 import io
+import os
 import re
 import socket
 import sys
@@ -108,6 +109,8 @@ def test_lab_passes_port_and_extra_arguments(tmp_path, capsys):
     assert course.main(["--dry-run", "lab", "--port", "9999", "--no-browser"], root=root, version=(3, 11)) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert "--ServerApp.port=9999" in line and "--no-browser" in line and "--ServerApp.ip=127.0.0.1" in line
+    # kernels over Unix sockets (no "running over TCP without encryption" warning); Windows has none
+    assert ("--KernelManager.transport=ipc" in line) == (os.name != "nt")
 
 
 def test_a_failing_step_says_what_failed(tmp_path):
