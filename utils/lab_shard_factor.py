@@ -9,25 +9,10 @@ from __future__ import annotations
 
 import numbers
 
-from utils.labs import Result, call_with_time_limit, describe
+from utils.labs import Result, call_verdict, describe
 
 #: Mixed-precision Adam in ZeRO's accounting: bytes per parameter of weights, gradients, optimizer states.
 MIXED_ADAM = dict(weight_bytes=2, gradient_bytes=2, optimizer_bytes=12)
-
-
-def _fail_fast(name: str, kind: str, out, time_limit_s: float) -> Result | None:
-    """The Result for a call that did not return (stub, exception, timeout); None when it returned."""
-    if kind == "timeout":
-        return Result("invalid", f"took longer than {time_limit_s:g} s and was stopped", name=name,
-                      hint="look for a loop that never ends")
-    if kind == "raised":
-        if isinstance(out, NotImplementedError):
-            return Result("not done yet", "not done yet -- replace `raise NotImplementedError()` with your code "
-                          "and run the cell again", name=name)
-        text = str(out).strip().splitlines()[0][:200] if str(out).strip() else ""
-        return Result("invalid", f"your function raised {type(out).__name__}" + (f": {text}" if text else ""),
-                      name=name)
-    return None
 
 
 # ------------------------------------------------------------------ exercise 4: choose a sharding factor
@@ -103,15 +88,12 @@ def check_shard_factor(fn) -> Result:
     """Exercise 4: ``fn(n_params, world_size, memory_limit, *, activation_bytes=0.0, weight_bytes=2,
     gradient_bytes=2, optimizer_bytes=12) -> int | None``: the smallest factor that fits, None if none does."""
     name = "choose_shard_factor"
-    if not callable(fn):
-        return Result("invalid", f"expected a function, got {describe(fn)}", name=name)
     for i, (n, world, limit, kw, label) in enumerate(FACTOR_CASES):
         where = f"case {i + 1} of {len(FACTOR_CASES)} ({label})"
-        kind, out = call_with_time_limit(fn, (n, world, limit), dict(kw), 10.0)
-        failed = _fail_fast(name, kind, out, 10.0)
+        failed, out = call_verdict(fn, (n, world, limit), kw, name=name, where=where,
+                                   timeout_hint="look for a loop that never ends")
         if failed is not None:
-            return Result(failed.status, f"{where}: {failed.message}" if failed.status != "not done yet"
-                          else failed.message, hint=failed.hint, name=name)
+            return failed
         verdict = _check_factor(name, out, world, n, limit, kw, _smallest_factor(n, world, limit, **kw), where)
         if verdict is not None:
             return verdict
