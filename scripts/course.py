@@ -138,6 +138,9 @@ class Course:
         if self.venv_current():
             return
         lock = lock_for(self.version)
+        if os.environ.get("COURSE_NO_INSTALL") == "1":  # e.g. the browser test's copy, sharing the real .venv
+            raise CourseError(f"{self.venv.name} is not current for {lock} and pyproject.toml, and "
+                              "COURSE_NO_INSTALL=1 forbids installing: run `make venv` in the repository first.")
         if not self.vpy.exists():
             self.say(f">> creating {self.venv.name} with Python {self.version[0]}.{self.version[1]}")
             made = not self.venv.exists()

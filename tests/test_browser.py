@@ -103,7 +103,9 @@ def lab(tmp_path_factory):
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
     (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = {**os.environ, "JUPYTER_TOKEN": token, "COURSE_FAST": "1", "HF_HUB_OFFLINE": "1",
+    # COURSE_NO_INSTALL: the copy links the real .venv; installing from the copy would point the editable
+    # install of utils at this temporary folder (a stale .venv is an error here: run make venv first)
+    env = {**os.environ, "COURSE_NO_INSTALL": "1", "JUPYTER_TOKEN": token, "COURSE_FAST": "1", "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "JUPYTER_CONFIG_DIR": str(tmp_path_factory.mktemp("jupyter-config")),
            "JUPYTERLAB_SETTINGS_DIR": str(settings),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path_factory.mktemp("lab-workspaces"))}

@@ -155,3 +155,13 @@ def test_ci_matrix_runs_every_supported_python_through_the_script():
     assert cpu["strategy"]["matrix"]["python"] == supported
     assert {row["os"] for row in cpu["strategy"]["matrix"]["include"]} == {"windows-latest", "macos-latest"}
     assert any(step.get("run") == "python scripts/course.py test" for step in cpu["steps"])
+
+
+def test_no_install_refuses_a_stale_environment(tmp_path, monkeypatch):
+    root = _project(tmp_path)
+    c = course.Course(root=root, version=(3, 11), dry=True, out=io.StringIO())
+    monkeypatch.setenv("COURSE_NO_INSTALL", "1")
+    with pytest.raises(course.CourseError, match="COURSE_NO_INSTALL=1 forbids installing"):
+        c.ensure_venv()
+    _installed(c)  # once the environment is current, nothing needs installing and the variable is harmless
+    c.ensure_venv()
