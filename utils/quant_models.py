@@ -174,17 +174,35 @@ def _packed_for_cpu(module: nn.Module) -> bool:
     )
 
 
+#: The tail of bitsandbytes' serialized quant-state key: ``<param>.quant_state.bitsandbytes__nf4`` (or fp4).
+PACKED_METADATA = ".quant_state.bitsandbytes__"
+
+
 def state_bytes(module: nn.Module, exclude_tied: bool = True) -> int:
-    """Bytes of everything ``module`` stores (its state dict: weights, scales, quantization statistics).
+    """Bytes of what ``module`` holds: its state dict's tensors (weights, scales, quantization maps), exactly.
 
     A tied output head shares the embedding's storage: counted once (``exclude_tied``).
+
+    One state-dict entry per 4-bit layer is not held by the layer but written by ``state_dict()`` for saving:
+    ``...quant_state.bitsandbytes__nf4``, a uint8 tensor holding a JSON text of the quant type, block size,
+    dtype, shape and ``nested_offset`` (the mean subtracted from the block scales before they are
+    double-quantized). Its length follows the offset's shortest decimal repr (``0.051690228283405304``,
+    20 characters, vs ``0.05169963836669922``, 19): about 170 bytes that change by a byte or two whenever the
+    scales are re-quantized (bitsandbytes' CPU repacking does that). It is left out; the offset itself,
+    which the layer holds as a 4-byte tensor, is counted instead. So the count is what the model holds and
+    does not move when the layer is repacked.
     """
     if _packed_for_cpu(module):
         # bitsandbytes' state_dict() turns a CPU-repacked Linear4bit back into its storage format and, with
         # double quantization, re-quantizes the block scales: the layer's outputs change (by up to 0.3 in
         # SmolLM2's logits). Count a copy and leave the caller's model as it is.
         module = copy.deepcopy(module)
-    tensors = [t for t in module.state_dict(keep_vars=True).values() if isinstance(t, torch.Tensor)]
+    tensors = [t for k, t in module.state_dict(keep_vars=True).items()
+               if isinstance(t, torch.Tensor) and PACKED_METADATA not in k]
+    for m in module.modules():  # the double-quantization offsets the JSON text carried
+        offset = getattr(getattr(getattr(m, "weight", None), "quant_state", None), "offset", None)
+        if isinstance(offset, torch.Tensor):
+            tensors.append(offset)
     if exclude_tied:  # unique storages, as utils.memory_measure counts a model's parameters
         return storage_bytes(tensors)
     return sum(t.numel() * t.element_size() for t in tensors)
