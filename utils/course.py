@@ -35,7 +35,7 @@ class Lesson:
 
 COURSE_MAP: tuple[Lesson, ...] = (
     Lesson("00", "00_welcome_and_setup.ipynb", "Welcome, course map, environment check", 1, 1, "any"),
-    Lesson("01", "01_choosing_a_model.ipynb", "Foundation model or your own; hubs and model cards", 1, 1,
+    Lesson("01", "01_choosing_a_model.ipynb", "Foundation model or your own; hubs and model cards", 4, 1,
            "any; runs a bundled 135M instruct model and a 23M encoder"),
     Lesson("02", "02_pretraining_objectives.ipynb", "Tokenisation; MLM, CLM and span corruption, trained", 5, 2,
            "any (trains three 1-2M-parameter models; on a GPU longer, on bigger batches)"),
