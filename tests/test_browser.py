@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -96,7 +97,9 @@ def lab(tmp_path_factory):
     """`make lab` in a copy of the working tree, on a free port with a token, fast mode; yields (url, token, copy)."""
     copy = tmp_path_factory.mktemp("course") / "course"
     shutil.copytree(ROOT, copy, ignore=lambda d, names: [n for n in names if n in NOT_COPIED or n.startswith(".venv")])
-    (copy / ".venv").symlink_to(ROOT / ".venv")
+    # The environment running this test (.venv, or .venv-py3.X for another Python) is the copy's .venv,
+    # and make runs course.py with its interpreter, so the copy uses exactly this environment.
+    (copy / ".venv").symlink_to(Path(sys.prefix))
     port, token = _free_port(), secrets.token_hex(16)
     # A learner's fresh JupyterLab: no user config or workspaces; the news pop-up off (it covers screenshots)
     settings = tmp_path_factory.mktemp("lab-settings")
@@ -114,7 +117,8 @@ def lab(tmp_path_factory):
         old.unlink(missing_ok=True)
     log = open(tmp_path_factory.mktemp("lab-log") / "lab.log", "w")  # noqa: SIM115 (closed below)
     # -o venv: never (re)build the linked environment from the copy; `make test` has just checked it
-    proc = subprocess.Popen(["make", "-s", "-o", "venv", "lab", f"LAB_PORT={port}", "LAB_ARGS=--no-browser"],
+    proc = subprocess.Popen(["make", "-s", "-o", "venv", "lab", f"PYTHON={sys.executable}", f"LAB_PORT={port}",
+                             "LAB_ARGS=--no-browser"],
                             cwd=copy, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 300
@@ -129,7 +133,10 @@ def lab(tmp_path_factory):
                 time.sleep(0.5)
         yield f"http://127.0.0.1:{port}", token, copy
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:  # make lab already exited (its log is in the failure message)
+            pass
         proc.wait(timeout=60)
         log.close()
 

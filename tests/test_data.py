@@ -1,5 +1,7 @@
 """utils.data: local corpora are deterministic, splits are deterministic and disjoint, blocks are exact."""
 
+import gzip
+import platform
 import warnings
 
 import pytest
@@ -28,7 +30,7 @@ def test_corpora_are_deterministic_and_non_trivial(name):
     text = load_corpus(name)
     data._documents.cache_clear()  # read the files again, not the in-process cache
     assert load_corpus(name) == text
-    assert len(text) > 300_000  # sizes differ between Python versions; both are hundreds of KB at least
+    assert len(text) > 300_000  # both are hundreds of KB at least
     assert split_documents(text) == load_documents(name)  # the separator never occurs inside a document
     assert "\r" not in text and not any(line != line.rstrip() for line in text[:50_000].split("\n"))
 
@@ -45,11 +47,34 @@ def test_code_corpus_respects_its_budget_and_skips_tests():
 
 
 def test_prose_corpus_is_the_python_documentation():
-    from pydoc_data.topics import topics
-
     docs = load_documents("prose")
-    assert len(docs) == len(set(topics.values()))  # aliases with identical text appear once
+    assert len(docs) == len(set(docs)) == 78  # CPython 3.11.7's help topics; aliases with identical text once
     assert "assert" in docs[0].lower()  # sorted keys: "assert" comes first
+
+
+@pytest.mark.skipif(platform.python_version() != data.SNAPSHOT_PYTHON,
+                    reason=f"the snapshot was taken from CPython {data.SNAPSHOT_PYTHON}; other releases ship other "
+                           "documentation and standard library (which is why the course uses a snapshot)")
+@pytest.mark.parametrize("name", CORPORA)
+def test_the_snapshot_is_what_its_python_ships(name):
+    assert list(data.snapshot_documents(name)) == data.live_documents(name)
+
+
+def test_a_damaged_or_missing_snapshot_is_an_error_not_another_dataset(tmp_path, monkeypatch):
+    raw = gzip.decompress((data.CORPUS_DIR / "prose.json.gz").read_bytes())
+    (tmp_path / "prose.json.gz").write_bytes(gzip.compress(raw.replace(b"assert", b"assort", 1)))
+    monkeypatch.setattr(data, "CORPUS_DIR", tmp_path)
+    data.snapshot_documents.cache_clear()
+    try:
+        with pytest.raises(ValueError, match=r"prose.json.gz is damaged or was changed"):
+            data.snapshot_documents("prose")
+        (tmp_path / "prose.json.gz").unlink()
+        with pytest.raises(FileNotFoundError, match=r"prose.json.gz is missing"):
+            data.snapshot_documents("prose")
+    finally:
+        monkeypatch.undo()
+        data.snapshot_documents.cache_clear()
+    assert data.snapshot_documents("prose")[0].startswith('The "assert" statement')
 
 
 def test_split_is_deterministic_disjoint_and_complete():

@@ -1,15 +1,20 @@
 """Text corpora that exist on every machine with Python, train/validation splits, statistics, token blocks.
 
-Two corpora need no download:
+Two corpora need no download, shipped with the course in ``utils/corpora/`` (a snapshot taken from
+CPython 3.11.7, so every Python version and platform trains on the same bytes -- CPython's documentation
+and standard library change between releases, and a corpus read live would give each interpreter a
+different dataset, different tokenizers and different checked notebook outputs):
 
 * ``"prose"``: the text of Python's own documentation (language reference topics) that CPython ships in
   ``pydoc_data.topics`` for ``help()``, in sorted topic order, duplicates removed -- English technical
   prose, about 0.46M characters.
 * ``"code"``: Python standard-library source, the ``.py`` files under ``sysconfig.get_paths()["stdlib"]``
-  in sorted path order, capped at :data:`CODE_MAX_CHARS` characters so tokenizer training stays fast.
+  in sorted path order (tests and vendored packages left out), about 10.7M characters; by default capped
+  at :data:`CODE_MAX_CHARS` characters so tokenizer training stays fast.
 
-Both depend on the Python version that runs them (3.12's documentation and stdlib differ from 3.11's),
-so exact sizes differ between machines; within one interpreter they are byte-for-byte deterministic.
+Each snapshot is checked against its sha256 (:data:`CORPUS_SHA256`) when read: a damaged file is an error,
+never a silently different dataset. ``scripts/make_corpora.py`` rebuilds them from the running Python
+(:func:`live_documents`).
 
 Documents are joined with :data:`DOCUMENT_SEPARATOR`, which contains GPT-2's end-of-text token: the course
 tokenizer encodes it as one special token, so a model trained on the corpus sees where documents end.
@@ -18,6 +23,9 @@ tokenizer encodes it as one special token, so a model trained on the corpus sees
 from __future__ import annotations
 
 import functools
+import gzip
+import hashlib
+import json
 import random
 import re
 import sysconfig
@@ -50,6 +58,16 @@ def _clean(text: str) -> str:
     return re.sub(r"[ \t]+\n", "\n", text.replace("\r\n", "\n")).strip("\n")
 
 
+#: Where the corpus snapshots live (package data), and the Python they were taken from.
+CORPUS_DIR = Path(__file__).resolve().parent / "corpora"
+SNAPSHOT_PYTHON = "3.11.7"
+#: sha256 of each snapshot's JSON (the list of documents), as scripts/make_corpora.py printed it.
+CORPUS_SHA256 = {
+    "prose": "aa3b75fb7510dedb1f941d0e50b8fa6bc288a0fe64b5fd72c2215390364dfd41",
+    "code": "4d8dfd953d61e0a43be6d29e2d85f992de3b203a201a6e96434b57c156f59912",
+}
+
+
 def _prose_documents() -> list[str]:
     from pydoc_data.topics import topics  # shipped with CPython for help('topic')
 
@@ -73,28 +91,55 @@ def stdlib_source_files() -> list[Path]:
     return [root / rel for rel in sorted(files, key=lambda p: p.as_posix())]
 
 
-def _code_documents(max_chars: int) -> list[str]:
-    documents, total = [], 0
-    for path in stdlib_source_files():
-        text = _clean(path.read_text(encoding="utf-8", errors="replace"))
-        if not text:
-            continue
-        cost = len(text) + (len(DOCUMENT_SEPARATOR) if documents else 0)
-        if total + cost > max_chars:
-            break  # whole files only, in sorted order: the prefix is the same on every run
-        documents.append(text)
-        total += cost
-    return documents
+def live_documents(name: str) -> list[str]:
+    """Corpus ``name``'s documents read from the running interpreter (what the snapshot is made from):
+    every help topic, or every standard-library file (uncapped)."""
+    check_choice("name", name, CORPORA)
+    if name == "prose":
+        return _prose_documents()
+    texts = (_clean(path.read_text(encoding="utf-8", errors="replace")) for path in stdlib_source_files())
+    return [text for text in texts if text]
+
+
+def _snapshot_path(name: str) -> Path:
+    return CORPUS_DIR / f"{name}.json.gz"
+
+
+def write_snapshot(name: str, documents) -> tuple[Path, str]:
+    """Write corpus ``name``'s snapshot (gzip with a fixed timestamp: the same documents give the same
+    bytes); returns its path and the sha256 to record in :data:`CORPUS_SHA256`."""
+    check_choice("name", name, CORPORA)
+    raw = json.dumps(list(documents), ensure_ascii=False).encode("utf-8")
+    path = _snapshot_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+    return path, hashlib.sha256(raw).hexdigest()
+
+
+@functools.lru_cache(maxsize=2)
+def snapshot_documents(name: str) -> tuple[str, ...]:
+    """Corpus ``name``'s documents from the snapshot shipped with the course, checked against its sha256."""
+    check_choice("name", name, CORPORA)
+    path = _snapshot_path(name)
+    if not path.exists():
+        raise FileNotFoundError(f"the {name!r} corpus snapshot utils/corpora/{path.name} is missing: reinstall "
+                                "the course (git checkout utils/corpora) or rebuild it with scripts/make_corpora.py")
+    raw = gzip.decompress(path.read_bytes())
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != CORPUS_SHA256[name]:
+        raise ValueError(f"utils/corpora/{path.name} is damaged or was changed: sha256 {digest[:16]}..., expected "
+                         f"{CORPUS_SHA256[name][:16]}...; restore it (git checkout utils/corpora) or, after "
+                         "rebuilding it on purpose, record the new digest in utils.data.CORPUS_SHA256")
+    return tuple(json.loads(raw))
 
 
 @functools.lru_cache(maxsize=8)
 def _documents(name: str, max_chars: int | None) -> tuple[str, ...]:
-    if name == "prose":
-        docs = _prose_documents()
-        if max_chars is not None:
-            docs = _truncate(docs, max_chars)
-        return tuple(docs)
-    return tuple(_code_documents(CODE_MAX_CHARS if max_chars is None else max_chars))
+    docs = list(snapshot_documents(name))
+    if name == "code" and max_chars is None:
+        max_chars = CODE_MAX_CHARS
+    # whole documents only, in their fixed order: the prefix is the same on every run
+    return tuple(docs if max_chars is None else _truncate(docs, max_chars))
 
 
 def _truncate(documents: list[str], max_chars: int) -> list[str]:
