@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from utils import data
+from utils import corpus_snapshot, data
 from utils.data import (
     CODE_MAX_CHARS,
     CORPORA,
@@ -63,7 +63,7 @@ def test_the_snapshot_is_what_its_python_ships(name):
 def test_a_damaged_or_missing_snapshot_is_an_error_not_another_dataset(tmp_path, monkeypatch):
     raw = gzip.decompress((data.CORPUS_DIR / "prose.json.gz").read_bytes())
     (tmp_path / "prose.json.gz").write_bytes(gzip.compress(raw.replace(b"assert", b"assort", 1)))
-    monkeypatch.setattr(data, "CORPUS_DIR", tmp_path)
+    monkeypatch.setattr(corpus_snapshot, "CORPUS_DIR", tmp_path)  # where snapshot_documents looks
     data.snapshot_documents.cache_clear()
     try:
         with pytest.raises(ValueError, match=r"prose.json.gz is damaged or was changed"):
