@@ -130,6 +130,11 @@ def test_a_step_that_does_not_fit_is_halved_to_the_largest_that_does():
     assert "batch 16 -> 8" in fit.message
 
 
+def test_a_small_step_is_shown_in_mib_not_as_zero_gib():
+    fit = fit_batch(_linear(3 * 2**20), 2, free_bytes=14 * GiB, total_bytes=15 * GiB, device="cpu")
+    assert "predicted step 6.0 MiB" in fit.message and "14.00 GiB free of 15.00 GiB" in fit.message
+
+
 def test_nothing_fits_explains_instead_of_crashing():
     fit = fit_batch(_linear(1 * GiB, 30 * GiB), 8, free_bytes=14 * GiB, total_bytes=15 * GiB, device="cuda")
     assert not fit.fits and fit.batch_size == 0

@@ -129,7 +129,8 @@ class Fit:
 
 
 def _gib(n_bytes: float) -> str:
-    return format_bytes(n_bytes, "GiB", 2)
+    # MiB below a GiB: a tiny model's step would print as "0.00 GiB"
+    return format_bytes(n_bytes, "GiB", 2) if n_bytes >= 2**30 else format_bytes(n_bytes, "MiB", 1)
 
 
 def fit_batch(bytes_at: Callable[[int], float], batch_size: int, free_bytes: float | None,
