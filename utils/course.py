@@ -45,7 +45,7 @@ COURSE_MAP: tuple[Lesson, ...] = (
            "any; bitsandbytes quantizes SmolLM2 on the CPU, and on a CUDA GPU with its kernels"),
     Lesson("05", "05_distributed_training.ipynb", "DDP, ZeRO and FSDP, run with several processes", 3, 2,
            "any (CPU processes with gloo); NCCL with 2+ GPUs"),
-    Lesson("06", "06_scaling_laws.ipynb", "Compute budgets, Chinchilla, a scaling sweep", 9, 15,
+    Lesson("06", "06_scaling_laws.ipynb", "Compute budgets, Chinchilla, a scaling sweep", 9, 10,
            "any; a GPU runs a wider sweep; the law fit needs scipy (skipped with a note without it)"),
     Lesson("07", "07_domain_adaptation.ipynb", "Domain-adaptive pre-training: code versus prose", 8, 4,
            "any (trains 1.3M-parameter models, adapts SmolLM2's top blocks); a GPU trains longer"),
