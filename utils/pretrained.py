@@ -131,11 +131,14 @@ def resolve(name: str) -> ModelSource:
 
 
 def _converted_dir(s: PretrainedSpec, source: ModelSource) -> Path:
-    """Cache folder of the safetensors copy of a GGUF, keyed on the package version and file size."""
+    """Cache folder of the safetensors copy of a GGUF, keyed on the package version, the file size and the
+    transformers release that converts it (releases convert differently: before 5.6 SmolLM2's tokenizer
+    prepends a BOS token), so environments with different transformers never share a conversion."""
     from importlib.metadata import version
 
     size = (Path(source.location) / s.gguf_file).stat().st_size
-    return cache_dir("models") / f"{s.name}-{s.pip_name}-{version(s.pip_name)}-{size}"
+    return cache_dir("models") / (f"{s.name}-{s.pip_name}-{version(s.pip_name)}-{size}"
+                                  f"-transformers-{version('transformers')}")
 
 
 @contextmanager
