@@ -25,14 +25,18 @@ def _free_port() -> int:
 
 
 @pytest.mark.skipif(os.name == "nt", reason="stopping JupyterLab's process group needs POSIX signals")
-def test_make_lab_serves_the_course():
+def test_make_lab_serves_the_course(tmp_path):
     port, token = _free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_TOKEN": token}
+    # COURSE_NO_INSTALL: serve with the course environment as it is; where it is missing or stale (the suite
+    # runs in another environment, as the versions check does) make lab would spend minutes installing it
+    env = {**os.environ, "JUPYTER_TOKEN": token, "COURSE_NO_INSTALL": "1"}
     command = (["make", "-s", "lab", f"PYTHON={sys.executable}", f"LAB_PORT={port}", "LAB_ARGS=--no-browser"]
                if shutil.which("make")
                else [sys.executable, "scripts/course.py", "lab", "--port", str(port), "--no-browser"])
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    log = tmp_path / "lab.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}/api/contents/notebooks?token={token}"
         deadline, listing = time.time() + 90, None
@@ -41,7 +45,12 @@ def test_make_lab_serves_the_course():
                 with urllib.request.urlopen(url, timeout=5) as r:
                     listing = json.load(r)
             except OSError:
-                assert proc.poll() is None, "make lab exited early"
+                if proc.poll() is not None:
+                    text = log.read_text()
+                    if "COURSE_NO_INSTALL=1 forbids installing" in text:
+                        pytest.skip("this checkout's course environment is not installed (`make venv` not run "
+                                    "here; the suite runs in another environment): make lab would install it")
+                    pytest.fail(f"make lab exited early:\n{text[-2000:]}")
                 time.sleep(0.5)
         assert listing is not None, "JupyterLab did not answer within 90 s"
         names = {item["name"] for item in listing["content"]}
@@ -49,5 +58,6 @@ def test_make_lab_serves_the_course():
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token={token}", timeout=10) as r:
             assert r.status == 200 and b"JupyterLab" in r.read()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:  # (after an early exit the process group is gone)
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
