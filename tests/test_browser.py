@@ -165,13 +165,14 @@ def _menu(page, menu: str, item: str) -> None:
 
 
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook in front
-# Done: no cell queued or running ([*]), at least one executed, and the kernel idle in the status bar.
-_DONE_JS = """(panel) => {
+# The run's state: the kernel idle in the status bar, cells executed ([n]) and cells queued or running ([*]).
+_STATE_JS = """(panel) => {
   const prompts = [...document.querySelectorAll(panel + ' .jp-CodeCell .jp-InputPrompt')].map(p => p.textContent);
   const idle = [...document.querySelectorAll('.jp-StatusBar-TextItem, .jp-StatusBar-Item')]
     .some(e => /\\| Idle/.test(e.textContent));
-  return idle && prompts.some(t => /\\[\\d+\\]/.test(t)) && !prompts.some(t => t.includes('*'));
+  return [idle, prompts.filter(t => /\\[\\d+\\]/.test(t)).length, prompts.findIndex(t => t.includes('*'))];
 }"""
+STALL_S = 180  # an idle kernel with a cell still at [*] this long: the cell's reply was lost, not slow
 
 
 def _open(page, base: str, token: str, rel: str) -> None:
@@ -188,12 +189,21 @@ def _run(page, rel: str, n_code: int, partial: bool) -> None:
         _menu(page, "Run", "Run All Above Selected Cell")
     else:
         _menu(page, "Run", "Run All Cells")
-    try:
-        page.wait_for_function(_DONE_JS, arg=PANEL, timeout=RUN_TIMEOUT_S * 1000, polling=1000)
-    except Exception:
-        running = page.locator(f"{PANEL} .jp-CodeCell", has=page.locator(".jp-InputPrompt", has_text="[*]"))
-        _shot(page, f"{Path(rel).stem}-timeout.png", running.first if running.count() else None)
-        raise
+    start = time.time()
+    idle_since = None  # when the kernel was first seen idle with a cell still queued
+    while True:
+        idle, executed, queued = page.evaluate(_STATE_JS, PANEL)
+        if idle and executed and queued < 0:
+            return
+        idle_since = (idle_since or time.time()) if idle and queued >= 0 else None
+        stalled = idle_since is not None and time.time() - idle_since > STALL_S
+        if stalled or time.time() - start > RUN_TIMEOUT_S:
+            running = page.locator(f"{PANEL} .jp-CodeCell", has=page.locator(".jp-InputPrompt", has_text="[*]"))
+            _shot(page, f"{Path(rel).stem}-timeout.png", running.first if running.count() else None)
+            pytest.fail(f"{rel}: code cell {queued} still shows [*] but the kernel has been idle for {STALL_S} s: "
+                        "its execution reply never reached JupyterLab" if stalled else
+                        f"{rel}: not finished after {RUN_TIMEOUT_S} s (code cell {queued} still queued or running)")
+        page.wait_for_timeout(1000)
 
 
 def _shot(page, name: str, centre=None) -> None:
