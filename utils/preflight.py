@@ -128,7 +128,7 @@ class Fit:
         return self.batch_size > 0
 
 
-def _gib(n_bytes: float) -> str:
+def _size(n_bytes: float) -> str:
     # MiB below a GiB: a tiny model's step would print as "0.00 GiB"
     return format_bytes(n_bytes, "GiB", 2) if n_bytes >= 2**30 else format_bytes(n_bytes, "MiB", 1)
 
@@ -147,21 +147,21 @@ def fit_batch(bytes_at: Callable[[int], float], batch_size: int, free_bytes: flo
         return Fit(batch_size, batch_size, float(bytes_at(batch_size)), None, total_bytes,
                    f"{device} reports no free memory: batch {batch_size} unchecked")
     free_bytes = check_number("free_bytes", free_bytes, minimum=0)
-    of_total = f" of {_gib(total_bytes)}" if total_bytes else ""
+    of_total = f" of {_size(total_bytes)}" if total_bytes else ""
     batch = batch_size
     while batch >= 1:
         need = float(bytes_at(batch))
         if need * safety + reserve_bytes <= free_bytes:
             verdict = "fits" if batch == batch_size else f"does not fit: batch {batch_size} -> {batch}"
             return Fit(batch, batch_size, need, free_bytes, total_bytes,
-                       f"{device}: predicted step {_gib(need)} (x{safety:g} + "
-                       f"{_gib(reserve_bytes)} reserve) vs {_gib(free_bytes)} free{of_total}: "
+                       f"{device}: predicted step {_size(need)} (x{safety:g} + "
+                       f"{_size(reserve_bytes)} reserve) vs {_size(free_bytes)} free{of_total}: "
                        f"{verdict}")
         batch //= 2
     need = float(bytes_at(1))
     return Fit(0, batch_size, need, free_bytes, total_bytes,
-               f"{device}: even batch 1 needs {_gib(need)} (x{safety:g} + {_gib(reserve_bytes)}"
-               f" reserve) but only {_gib(free_bytes)} is free{of_total}: skip this cell here, or "
+               f"{device}: even batch 1 needs {_size(need)} (x{safety:g} + {_size(reserve_bytes)}"
+               f" reserve) but only {_size(free_bytes)} is free{of_total}: skip this cell here, or "
                "use a smaller model, shorter sequences, bf16 or gradient checkpointing")
 
 
