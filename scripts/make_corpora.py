@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from utils.data import live_documents, write_snapshot  # noqa: E402
+from utils.corpus_snapshot import live_documents, write_snapshot  # noqa: E402
 
 if __name__ == "__main__":
     for name in ("prose", "code"):

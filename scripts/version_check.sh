@@ -63,9 +63,8 @@ have = {norm(l.split("==")[0]): l.split("==")[1].strip() for l in open(sys.argv[
 print("  " + ", ".join(f"{n} {have.get(norm(n), '?')}" for n in names))
 EOF
 # The suite as `make test` runs it (not the browser test: it tests JupyterLab, not these versions), with
-# the course importable from this checkout. Its own course cache inside $venv: the converted SmolLM2 is
-# keyed on the model package, not on transformers, so a copy that another release saved would be rebuilt
-# in (and replace) the learner's cache.
+# the course importable from this checkout. Its own course cache inside $venv, so the run converts
+# SmolLM2 with the transformers under test and leaves the learner's cache as it was.
 COURSE_CACHE="$PWD/$venv/course-cache" COURSE_FAST=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH="$PWD" \
   "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not slow and not browser" \
   --nbval-lax --nbval-current-env --nbval-cell-timeout=900 $SUITE

@@ -96,5 +96,5 @@ def snapshot_documents(name: str) -> tuple[str, ...]:
     if digest != CORPUS_SHA256[name]:
         raise ValueError(f"utils/corpora/{path.name} is damaged or was changed: sha256 {digest[:16]}..., expected "
                          f"{CORPUS_SHA256[name][:16]}...; restore it (git checkout utils/corpora) or, after "
-                         "rebuilding it on purpose, record the new digest in utils.data.CORPUS_SHA256")
+                         "rebuilding it on purpose, record the new digest in utils.corpus_snapshot.CORPUS_SHA256")
     return tuple(json.loads(raw))
