@@ -59,11 +59,14 @@ run:
 	@$(COURSE) run
 
 # The full course on a GPU machine, in an existing environment: the table (seconds, device, cells that
-# allocated GPU memory, peak) goes to RUN_REPORT; NOTEBOOKS= runs a subset.
+# allocated GPU memory, peak) goes to RUN_REPORT and to its section of RESULTS (RESULTS= leaves the file
+# alone); NOTEBOOKS= runs a subset.
 RUN_REPORT ?= build/course-gpu.md
+RESULTS ?= benchmarks/RESULTS.md
 NOTEBOOKS ?=
 run-gpu:
-	COURSE_REQUIRE_GPU=1 $(PYTHON) scripts/run_notebooks.py --no-html --report $(RUN_REPORT) $(NOTEBOOKS)
+	COURSE_REQUIRE_GPU=1 $(PYTHON) scripts/run_notebooks.py --no-html --report $(RUN_REPORT) \
+	  $(if $(RESULTS),--results $(RESULTS)) $(NOTEBOOKS)
 
 badges: venv
 	$(VPY) scripts/notebook_tools.py stamp

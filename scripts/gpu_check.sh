@@ -4,7 +4,7 @@
 #   bash scripts/gpu_check.sh [STEP ...]      STEP: install test run bench smoke (default: install test run bench)
 #   install  the wheels in .whl/ and, when present, the model parts in .gpu-models/N/part, into .site/
 #   test     make test-gpu: every test, notebook and lab under nbval (fast mode), GPU checks enforced
-#   run      make run-gpu: every notebook in full mode, with the per-notebook table (NOTEBOOKS= picks some)
+#   run      make run-gpu: every notebook in full mode, the per-notebook table into benchmarks/RESULTS.md (NOTEBOOKS= picks some)
 #   bench    GPT-2 small MFU through utils.train.train, and the loop overhead for a 12M model, profiled
 #   smoke    a short subset: the GPU-marked tests, the precision and quantization tests, notebook 02
 # Logs and results go to $OUT (or build/gpu). Each step has a time limit (TEST_TIMEOUT, RUN_TIMEOUT, ...).
@@ -44,7 +44,8 @@ for step in "${steps[@]}"; do
   case "$step" in
     install) install 2>&1 | tee "$out/install.log"; [ "${PIPESTATUS[0]}" = 0 ] || { echo "install failed"; exit 1; } ;;
     test) run_step test-gpu "${TEST_TIMEOUT:-420}" make test-gpu PYTHON="$py" ;;
-    run) run_step run-gpu "${RUN_TIMEOUT:-420}" make run-gpu PYTHON="$py" RUN_REPORT="$out/course-gpu.md" ;;
+    run) run_step run-gpu "${RUN_TIMEOUT:-420}" make run-gpu PYTHON="$py" RUN_REPORT="$out/course-gpu.md"
+      cp benchmarks/RESULTS.md "$out/RESULTS.md" ;;  # the table is in its section there: bring it back
     bench)
       run_step bench-gpt2 "${BENCH_TIMEOUT:-240}" $py benchmarks/bench_train_loop.py --mode gpt2 --json "$out/gpt2.json" --profile "$out/profile"
       run_step bench-overhead "${BENCH_TIMEOUT:-240}" $py benchmarks/bench_train_loop.py --mode compare --preset medium \

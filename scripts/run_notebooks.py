@@ -4,6 +4,7 @@
   python scripts/run_notebooks.py --in-place NB   # re-execute committed notebooks (what contributors commit)
   python scripts/run_notebooks.py --fast ...      # fast mode (COURSE_FAST=1)
   python scripts/run_notebooks.py --report build/course.md   # also write the table as markdown
+  python scripts/run_notebooks.py --results benchmarks/RESULTS.md   # and keep it in a section of that file
 
 Prints a table: notebook, seconds, device, passed/failed -- and on a CUDA GPU which cells allocated GPU memory
 and the peak (an IPython hook in each kernel records ``torch.cuda.max_memory_allocated`` per cell; the
@@ -114,6 +115,12 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
     ap.add_argument("--no-html", action="store_true", help="skip the HTML export")
     ap.add_argument("--report", default=None, help="also write the table as markdown to this file")
+    ap.add_argument(
+        "--results",
+        default=None,
+        help="also put the table into this markdown file (benchmarks/RESULTS.md), in the section of this mode and "
+        "device, replacing that section's previous table and leaving the rest of the file as it is",
+    )
     args = ap.parse_args(argv)
 
     os.environ["COURSE_TEXT_PROGRESS"] = "1"
@@ -160,10 +167,36 @@ def main(argv=None) -> int:
         print(f"{name:<{w}}  {secs:>8.1f}  {dev:<6}  {res}")
     failed = sum(r[3] != "passed" for r in rows)
     print(f"\n{len(rows) - failed} passed, {failed} failed")
+    table = report_markdown(rows, gpu_cells if trace is not None else None, args.fast)
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.report).write_text(report_markdown(rows, gpu_cells if trace is not None else None, args.fast))
+        Path(args.report).write_text(table)
+    if args.results:
+        key = f"{'fast' if args.fast else 'full'}-{device}"
+        results = Path(args.results)
+        old = results.read_text() if results.exists() else ""
+        results.write_text(update_results(old, key, f"Run of {time.strftime('%Y-%m-%d')}. " + table))
+        print(f"table written to the '{key}' section of {results}")
     return 1 if failed else 0
+
+
+#: The heading each section's key gets in the results file.
+_SECTION_TITLES = {"full-cuda": "The whole course on a GPU (`make run-gpu`)", "fast-cuda": "The course in fast mode on a GPU",
+                   "full-cpu": "The whole course on the CPU", "fast-cpu": "The course in fast mode on the CPU"}
+
+
+def update_results(text: str, key: str, table: str) -> str:
+    """``text`` with the section of ``key`` holding ``table``: the lines between its two markers are replaced
+    (the rest of the file is kept byte for byte); a file without that section gets it appended at the end."""
+    begin, end = f"<!-- course-run:{key}:begin -->", f"<!-- course-run:{key}:end -->"
+    block = f"{begin}\n{table.rstrip()}\n{end}"
+    if begin in text and end in text and text.index(begin) < text.index(end):
+        head, rest = text.split(begin, 1)
+        return head + block + rest.split(end, 1)[1]
+    if begin in text or end in text:
+        raise SystemExit(f"--results: the file has only one of the markers {begin} / {end} (or them in the wrong order)")
+    title = _SECTION_TITLES.get(key, f"Course run ({key})")
+    return text.rstrip("\n") + ("\n\n" if text.strip() else "") + f"## {title}\n\n{block}\n"
 
 
 def report_markdown(rows, gpu_cells: dict | None, fast: bool) -> str:

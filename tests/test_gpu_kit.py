@@ -1,10 +1,12 @@
 """The offline GPU kit (scripts/fetch_gpu_wheels.sh, scripts/gpu_check.sh) and the GPU report of
-scripts/run_notebooks.py, checked without a GPU: pins, argument errors, the trace hook, the table."""
+scripts/run_notebooks.py, checked without a GPU: pins, argument errors, the trace hook, the table and its section in benchmarks/RESULTS.md."""
 
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -64,3 +66,20 @@ def test_report_table_names_gpu_cells_and_peaks():
     assert "| `notebooks/02_x.ipynb` | 61 | cuda | 4, 9 | 3.00 GiB | passed |" in md
     assert "| `notebooks/03_y.ipynb` | 5 | cuda | none | - | FAILED |" in md
     assert md.startswith("Full mode,")
+
+
+def test_results_section_is_appended_then_replaced_leaving_the_rest():
+    text = "# Measured results\n\nSomething measured earlier.\n"
+    once = run_notebooks.update_results(text, "full-cuda", "| table | 1 |\n")
+    assert once.startswith(text.rstrip("\n")) and "## The whole course on a GPU" in once and "| table | 1 |" in once
+    after = once + "\n## A later section\n\nkept.\n"
+    twice = run_notebooks.update_results(after, "full-cuda", "| table | 2 |\n")
+    assert "| table | 1 |" not in twice and "| table | 2 |" in twice and twice.endswith("## A later section\n\nkept.\n")
+    assert twice.count("## The whole course on a GPU") == 1
+    both = run_notebooks.update_results(twice, "full-cpu", "| cpu |\n")  # another device: its own section
+    assert "| table | 2 |" in both and "| cpu |" in both
+
+
+def test_results_refuses_a_file_with_one_marker():
+    with pytest.raises(SystemExit, match="only one of the markers"):
+        run_notebooks.update_results("<!-- course-run:full-cuda:begin -->\n", "full-cuda", "x")
