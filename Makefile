@@ -29,7 +29,10 @@ help:
 	@echo "make run-gpu   every notebook in full mode on the GPU, with a table of which cells used it (PYTHON=python3)"
 	@echo "make badges    re-stamp every notebook's Colab badge and set-up cell from pyproject's URL"
 	@echo "make twins     rewrite the notebooks' text twins (NN_x.md beside NN_x.ipynb, jupytext) that differ"
+	@echo "make labs      regenerate the student labs from labs/solutions/ and execute them"
 	@echo "make lock      re-resolve requirements.in into requirements.lock and environment.yml"
+	@echo "make colab-check   every notebook and lab on a Colab-like runtime (slow; NOTEBOOKS= picks some)"
+	@echo "make versions-lowest / versions-newest   the suite at pyproject's lowest / newest versions (slow)"
 
 venv:
 	@$(COURSE) venv
