@@ -31,6 +31,52 @@ SETUP_TAG = "colab-setup"
 BADGE_IMG = "https://colab.research.google.com/assets/colab-badge.svg"
 
 
+#: A tqdm bar as text ("train:  58%|#####8    | 175/300 [00:37<00:27, 4.6it/s, loss=4.2]"): what a headless run
+#: of a notebook stores for every refresh. Committed outputs keep the tables the cells print, not these.
+PROGRESS_BAR = re.compile(
+    r"(?:[^\r\n|]*: *)?\d+%\|[^|\r\n]*\| *[\d.]+[kMG]?/[\d.]+[kMG]? \[[^\]\r\n]*\]"
+)
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def clean_outputs(nb) -> int:
+    """Drop progress-bar text from ``nb``'s stream outputs (the lines they leave, empty stream outputs) and
+    widget state that no output shows any more; returns how many stream outputs changed or went."""
+    changed = 0
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        if not any(o.get("output_type") == "stream" and PROGRESS_BAR.search(o.get("text", "")) for o in cell.outputs):
+            continue
+        merged = []  # a bar's refreshes and the newline it ends with arrive as separate stream outputs
+        for out in cell.outputs:
+            if merged and out.get("output_type") == "stream" and merged[-1].get("output_type") == "stream" \
+                    and merged[-1].get("name") == out.get("name"):
+                merged[-1]["text"] += out["text"]
+                changed += 1
+            else:
+                merged.append(out)
+        kept = []
+        for out in merged:
+            if out.get("output_type") == "stream" and PROGRESS_BAR.search(out.get("text", "")):
+                lines = out["text"].splitlines(keepends=True)
+                text = "".join(
+                    PROGRESS_BAR.sub("", line).replace("\r", "")
+                    for line in lines
+                    if PROGRESS_BAR.sub("", line).replace("\r", "").strip() or not PROGRESS_BAR.search(line)
+                )
+                changed += 1
+                if not text:
+                    continue
+                out["text"] = text
+            kept.append(out)
+        cell["outputs"] = kept
+    shows_widgets = any(_WIDGET_VIEW in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    if "widgets" in nb.metadata and not shows_widgets:
+        del nb.metadata["widgets"]
+    return changed
+
+
 def repo_url() -> str:
     """The repository URL: the one place it lives is pyproject.toml's [project.urls] Repository."""
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())

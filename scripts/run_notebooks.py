@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from notebook_tools import clean_outputs  # noqa: E402  (scripts/, this file's folder)
+
 
 #: Runs at the start of every kernel when tracing GPU use: after each cell, whether it allocated CUDA memory
 #: (the allocator's peak rose above what was allocated when the cell started) and that peak.
@@ -86,6 +88,7 @@ def execute(path: Path, timeout: int, kernel: str = "python3"):
     )
     try:
         client.execute()
+        clean_outputs(nb)  # committed outputs: what the cells printed, not every refresh of a progress bar
         return nb, None
     except CellExecutionError as exc:
         lines = [line for line in str(exc).splitlines() if line.strip()]

@@ -54,6 +54,27 @@ def test_no_machine_paths_or_secrets_in_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_progress_bar_fragments_or_orphan_widget_state(path):
+    nb = nbformat.read(path, as_version=4)
+    bars = [i for i, c in enumerate(nb.cells) for o in c.get("outputs", []) if nt.PROGRESS_BAR.search(o.get("text", ""))]
+    assert not bars, f"progress-bar text in the outputs of cells {bars}: re-execute with scripts/run_notebooks.py"
+    probe = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nt.clean_outputs(probe)
+    assert probe.metadata == nb.metadata, "widget state that no output shows: re-execute with scripts/run_notebooks.py"
+
+
+def test_clean_outputs_keeps_what_cells_printed():
+    bar = "train:  58%|#####8    | 175/300 [00:37<00:27, 4.6it/s, loss=4.21]"
+    outs = [nbformat.v4.new_output("stream", name="stdout", text=t) for t in
+            ("table:\n", "\r" + bar, "\r" + bar.replace("58%", "100%"), "\n", "\nrow 1\n")]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x", outputs=outs)])
+    nb.metadata["widgets"] = {"state": {}}
+    assert nt.clean_outputs(nb) > 0
+    assert [o.text for o in nb.cells[0].outputs] == ["table:\n\nrow 1\n"] and "widgets" not in nb.metadata
+    assert not nt.PROGRESS_BAR.search("loss 4.2 | 58% of the budget | 175/300 steps")  # a table row stays
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_no_remote_code_or_unsafe_loading(path):
     src = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     assert "trust_remote_code=True" not in src
