@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 from notebook_tools import clean_outputs  # noqa: E402  (scripts/, this file's folder)
 
-
 #: Runs at the start of every kernel when tracing GPU use: after each cell, whether it allocated CUDA memory
 #: (the allocator's peak rose above what was allocated when the cell started) and that peak.
 _GPU_TRACE_STARTUP = """
