@@ -110,11 +110,12 @@ if "google.colab" in sys.modules:
     sys.path.insert(0, root)
     os.chdir(os.path.join(root, "{folder}"))
 elif importlib.util.find_spec("utils") is None:  # opened outside `make lab`: use the checkout
-    sys.path.insert(0, os.path.abspath(".."))'''
+    sys.path.insert(0, os.path.abspath("{up}"))'''
 
 
 def setup_source(folder: str, url: str | None = None) -> str:
-    return SETUP_TEMPLATE.format(url=url or repo_url(), folder=folder)
+    up = "/".join([".."] * len(Path(folder).parts))  # from the notebook's folder back to the repository root
+    return SETUP_TEMPLATE.format(url=url or repo_url(), folder=folder, up=up)
 
 
 def all_notebooks() -> list[Path]:

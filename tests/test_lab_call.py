@@ -1,13 +1,14 @@
 """utils.lab_call: call_verdict, the one verdict for a learner's call that did not return, is what every lab
 check says (check_function and lab 03's choose_shard_factor alike)."""
 
+import functools
 import time
 
 import pytest
 from lab_asserts import stub
 
-from utils import lab_shard_factor
-from utils.lab_call import NOT_DONE_MESSAGE, TIMEOUT_HINT, call_verdict
+from utils import lab_planning, lab_quant, lab_shard_factor
+from utils.lab_call import DEEP_NOT_IMPLEMENTED_HINT, NOT_DONE_MESSAGE, TIMEOUT_HINT, call_verdict, is_stub
 from utils.labs import check_function
 
 
@@ -64,3 +65,50 @@ def test_the_labs_say_the_same_for_the_same_failure(fn):
     lab = lab_shard_factor.check_shard_factor(fn)
     assert (core.status, core.hint) == (lab.status, lab.hint)
     assert core.message.split(": ", 1)[-1] == lab.message.split(": ", 1)[-1]  # all but the case label
+
+
+def _module_without_forward(*args, **kwargs):
+    import torch
+
+    return torch.nn.Module()(torch.zeros(1))
+
+
+def _calls_an_unfinished_helper(*args, **kwargs):
+    return stub(*args, **kwargs)
+
+
+class _StubObject:
+    def __call__(self, *args, **kwargs):
+        raise NotImplementedError()
+
+
+def _wrapped(fn):  # as a lab's check wraps the learner's function (lab_planning._arrays_as_lists, lab_quant._after)
+    def call(*args, **kwargs):
+        return fn(*args, **kwargs)
+
+    call.__wrapped__ = fn
+    return call
+
+
+@pytest.mark.parametrize("fn, status", [
+    (stub, "not done yet"),
+    (_StubObject(), "not done yet"),
+    (functools.partial(stub, 1), "not done yet"),
+    (_wrapped(stub), "not done yet"),
+    (_module_without_forward, "invalid"),  # raised deep inside torch: a real error, not the stub
+    (_calls_an_unfinished_helper, "invalid"),  # another exercise's stub, one call down
+    (_wrapped(_module_without_forward), "invalid"),
+])
+def test_only_the_learners_own_not_implemented_error_is_the_stub(fn, status):
+    verdict, _ = call_verdict(fn, name="ex")
+    assert verdict.status == status, verdict
+    if status == "invalid":
+        assert "NotImplementedError" in verdict.message and verdict.hint == DEEP_NOT_IMPLEMENTED_HINT
+    assert is_stub(fn, NotImplementedError()) is False  # an exception never raised has no traceback
+
+
+def test_the_checks_that_wrap_a_learners_function_still_see_its_stub():
+    assert lab_planning.check_params_and_tokens(stub).status == "not done yet"
+    assert lab_quant.check_quantize_linears(stub).status == "not done yet"
+    deep = lab_planning.check_params_and_tokens(_module_without_forward)
+    assert deep.status == "invalid" and "Module [Module] is missing" in deep.message

@@ -2,6 +2,7 @@
 
 The lab-specific checks are tested in tests/test_lab_<topic>.py."""
 
+import re
 import sys
 import threading
 import time
@@ -40,13 +41,22 @@ def _spin(x):
         pass
 
 
+def _stub(x):
+    raise NotImplementedError()
+
+
+def _calls_a_module_without_forward(x):  # a NotImplementedError from deep inside a real call is not the stub
+    return torch.nn.Module()(x)
+
+
 def _sleep(x):
     time.sleep(30)
 
 
 @pytest.mark.parametrize("fn, status, words", [
     (_learner_q, "correct", "all 2 cases"),
-    (lambda x: (_ for _ in ()).throw(NotImplementedError()), "not done yet", "not done yet"),
+    (_stub, "not done yet", "not done yet"),
+    (_calls_a_module_without_forward, "invalid", "raised NotImplementedError: Module [Module] is missing"),
     (lambda x: (torch.round(x * 2).to(torch.int8), torch.where(x.amax() > 0, x.abs().amax(), x.amax())), "wrong",
      "case 2 of 2 (negative only)"),
     (lambda x: x[99], "invalid", "raised IndexError: index 99"),
@@ -157,15 +167,46 @@ def test_student_notebook_holds_no_solution_and_says_not_done_yet(solution):
     assert "not done yet" in shown and "[ok]" not in shown and "[wrong]" not in shown
 
 
+def _grade_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code" and c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+
+
 @pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.name for p in SOLUTIONS])
 def test_solutions_notebook_is_executed_and_every_check_is_correct(solution):
     nb = nbformat.read(solution, as_version=4)
-    checks = [c for c in nb.cells if c.cell_type == "code" and c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    checks = _grade_cells(nb)
     assert checks, "the check cells carry nbgrader metadata (grade: true)"
     for c in checks:
         assert msl.BEGIN_HIDDEN in c.source  # the assert that makes the solution notebook fail when wrong
-        shown = "".join(o.get("data", {}).get("text/plain", "") for o in c.outputs)
-        assert shown.startswith("[ok]"), (c.source, shown)
+        assert not any(o.output_type == "error" for o in c.outputs), c.source
+        if c.metadata.nbgrader["points"] > 0:  # a check cell (0 points: a claim about the learner's results)
+            shown = "".join(o.get("data", {}).get("text/plain", "") for o in c.outputs)
+            assert shown.startswith("[ok]"), (c.source, shown)
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.name for p in SOLUTIONS])
+def test_hidden_tests_sit_only_in_grade_cells(solution):
+    """nbgrader's ClearHiddenTests (enforce_metadata, its default) refuses a hidden-test region in any other cell."""
+    nb = nbformat.read(solution, as_version=4)
+    graded = {id(c) for c in _grade_cells(nb)}
+    stray = [k for k, c in enumerate(nb.cells) if "BEGIN HIDDEN TESTS" in c.source and id(c) not in graded]
+    assert not stray, f"hidden-test regions outside a `grade: true` cell: cells {stray}"
+    for c in _grade_cells(nb):
+        meta = c.metadata.nbgrader
+        assert meta["locked"] and not meta["solution"] and meta["points"] >= 0 and meta["grade_id"], meta
+    ids = [c.metadata.nbgrader["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
+    assert len(ids) == len(set(ids)), "nbgrader needs unique grade ids"
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=[p.name for p in SOLUTIONS])
+def test_setup_cell_falls_back_to_the_repository_root(solution):
+    """Opened outside `make lab`, the set-up cell puts the checkout on sys.path: a path relative to the notebook."""
+    for path, nb in ((solution, nbformat.read(solution, as_version=4)), (msl.student_path(solution), msl.make_student(solution))):
+        setup = [c for c in nb.cells if msl.nt.SETUP_TAG in c.get("metadata", {}).get("tags", [])]
+        assert len(setup) == 1
+        fallback = re.search(r'sys\.path\.insert\(0, os\.path\.abspath\("([./]+)"\)\)', setup[0].source)
+        assert fallback, setup[0].source
+        assert (path.parent / fallback.group(1)).resolve() == ROOT, (path.name, fallback.group(1))
 
 
 def _cell(source, cell_type="code"):

@@ -8,6 +8,7 @@ is not a function reads the same in every lab.
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from collections.abc import Callable
 
@@ -19,6 +20,10 @@ TIMEOUT_HINT = ("look for a loop that never ends, or a loop in Python over every
                 "tensor operations instead)")
 #: What a learner reads while nbgrader's stub is still in place.
 NOT_DONE_MESSAGE = "not done yet -- replace `raise NotImplementedError()` with your code and run the cell again"
+
+#: The hint for a NotImplementedError raised below the learner's function, not by it.
+DEEP_NOT_IMPLEMENTED_HINT = ("it came from a function yours calls, not from your function itself: an exercise "
+                             "it builds on still raises NotImplementedError, or a library call is not implemented")
 
 
 class _TimedOut(BaseException):  # BaseException: a learner's `except Exception` cannot swallow it
@@ -61,6 +66,37 @@ def _exc_text(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+def _learner_code(fn) -> set:
+    """The code objects that count as the learner's own function: ``fn``'s, and those of what it wraps (a
+    checker's wrapper sets ``__wrapped__``; also bound methods, ``functools.partial``, callable objects)."""
+    codes, todo, seen = set(), [fn], set()
+    while todo:
+        f = todo.pop()
+        if f is None or id(f) in seen:
+            continue
+        seen.add(id(f))
+        if getattr(f, "__code__", None) is not None:
+            codes.add(f.__code__)
+        todo += [getattr(f, "__wrapped__", None), getattr(f, "__func__", None)]
+        if isinstance(f, functools.partial):
+            todo.append(f.func)
+        elif not hasattr(f, "__code__") and not hasattr(f, "__func__"):
+            todo.append(type(f).__call__ if callable(f) else None)  # a callable object: its __call__
+    return codes
+
+
+def is_stub(fn, error: BaseException) -> bool:
+    """True when ``error`` is nbgrader's stub: a ``NotImplementedError`` raised by the learner's function
+    itself (the innermost frame of its traceback), not one raised deeper down by a call it makes (say, an
+    ``nn.Module`` without ``forward``), which is an error to report."""
+    if not isinstance(error, NotImplementedError) or error.__traceback__ is None:
+        return False
+    tb = error.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame.f_code in _learner_code(fn)
+
+
 def call_verdict(fn, args: tuple = (), kwargs: dict | None = None, *, name: str, where: str = "",
                  time_limit_s: float = 10.0, timeout_hint: str = TIMEOUT_HINT) -> tuple[Result | None, object]:
     """Call a learner's ``fn(*args, **kwargs)`` within ``time_limit_s`` seconds: ``(None, output)`` when it
@@ -68,8 +104,9 @@ def call_verdict(fn, args: tuple = (), kwargs: dict | None = None, *, name: str,
 
     The verdicts: "invalid" for something that is not a function, a call stopped at the time limit (with
     ``timeout_hint``) or an exception (its type and first line, never a traceback); "not done yet" for
-    nbgrader's ``raise NotImplementedError()`` stub. ``where`` (e.g. ``case 2 of 5 (all zeros)``) prefixes
-    the timeout and exception messages; what the output is worth is left to the caller.
+    nbgrader's ``raise NotImplementedError()`` stub, raised by ``fn`` itself (see :func:`is_stub`; one raised
+    deeper down is "invalid"). ``where`` (e.g. ``case 2 of 5 (all zeros)``) prefixes the timeout and exception
+    messages; what the output is worth is left to the caller.
     """
     if not callable(fn):
         return Result("invalid", f"expected a function, got {describe(fn)} (a {type(fn).__name__})", name=name), None
@@ -79,7 +116,8 @@ def call_verdict(fn, args: tuple = (), kwargs: dict | None = None, *, name: str,
         return Result("invalid", f"{at}took longer than {time_limit_s:g} s and was stopped", hint=timeout_hint,
                       name=name), None
     if kind == "raised":
-        if isinstance(out, NotImplementedError):
+        if is_stub(fn, out):
             return Result("not done yet", NOT_DONE_MESSAGE, name=name), None
-        return Result("invalid", f"{at}your function raised {_exc_text(out)}", name=name), None
+        hint = DEEP_NOT_IMPLEMENTED_HINT if isinstance(out, NotImplementedError) else None
+        return Result("invalid", f"{at}your function raised {_exc_text(out)}", hint=hint, name=name), None
     return None, out
