@@ -38,7 +38,8 @@ COURSE_MAP: tuple[Lesson, ...] = (
     Lesson("01", "01_choosing_a_model.ipynb", "Foundation model or your own; hubs and model cards", 4, 1,
            "any; runs a bundled 135M instruct model and a 23M encoder"),
     Lesson("02", "02_pretraining_objectives.ipynb", "Tokenisation; MLM, CLM and span corruption, trained", 5, 2,
-           "any (trains three 1-2M-parameter models; on a GPU longer, on bigger batches)"),
+           "any (trains three models of 1.35M-2.36M parameters; on a GPU longer, on bigger batches; "
+           "the GPU time is an estimate, not yet measured in full mode)"),
     Lesson("03", "03_memory_arithmetic.ipynb", "The memory arithmetic of training, computed then measured", 1, 1,
            "any; the allocator-peak check needs a CUDA GPU (skipped with a note on CPU)"),
     Lesson("04", "04_quantization.ipynb", "FP32, FP16, BF16, INT8, NF4: bits, memory and quality", 2, 1,
