@@ -95,7 +95,7 @@ def badge_markdown(rel_path: str, url: str | None = None) -> str:
 
 SETUP_TEMPLATE = '''\
 # Colab set-up: does nothing outside Google Colab. On Colab it fetches the course and installs only what
-# Colab lacks (Colab keeps its own torch; no runtime restart needed).
+# Colab lacks or has too old (Colab keeps its own torch; no runtime restart needed).
 import importlib.util, os, subprocess, sys
 COURSE_REPO = "{url}"
 if "google.colab" in sys.modules:
@@ -103,7 +103,7 @@ if "google.colab" in sys.modules:
     if not os.path.isdir(os.path.join(root, "utils")):
         subprocess.run(["git", "clone", "-q", "--depth", "1", os.environ.get("COURSE_REPO_URL", COURSE_REPO), root], check=True)
     pip = [sys.executable, "-m", "pip", "install", "-q", *os.environ.get("COURSE_PIP_ARGS", "").split()]
-    subprocess.run([*pip, "--no-deps", "-e", root], check=True)
+    subprocess.run([*pip, "-e", root], check=True)  # pip keeps what meets pyproject.toml's floors
     missing = [p for p in ("bitsandbytes", "gguf") if importlib.util.find_spec(p) is None]
     if missing:
         subprocess.run([*pip, *missing], check=True)

@@ -80,3 +80,19 @@ def test_cuda_probe_sees_memory_and_bf16_flag():
     assert report.device == "cuda" and report.gpu_memory_bytes > 2**30
     assert report.bf16 == torch.cuda.is_bf16_supported(including_emulation=False)
     assert report.bf16_how.startswith("native" if report.bf16 else "no")
+
+
+def test_version_floors_match_pyproject_and_old_versions_are_named():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    floors = dict(re.findall(r'"([A-Za-z_-]+)>=([0-9.]+)"', text))
+    assert {p: floors[p] for p in env.MIN_VERSIONS} == env.MIN_VERSIONS
+    report = env.probe(check_hub=False)
+    assert env.too_old(report.versions) == {}  # the pinned environment meets every floor
+    report.versions = {**report.versions, "transformers": "4.57.1", "gguf": "0.17.1", "torch": "2.13.0+cpu"}
+    assert env.too_old(report.versions) == {"transformers": ("4.57.1", "5.6")}  # a local suffix is still compared
+    assert any("transformers 4.57.1 is older than the 5.6" in t for t in env.advice(report))
+    assert "TOO OLD: transformers 4.57.1 < 5.6" in env.environment_line(report)
+    assert env.too_old({"torch": "not-a-version", "numpy": "1.0"}) == {}  # unparsable or untracked: no guess

@@ -187,6 +187,28 @@ class EnvReport:
 
 TRACKED_PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "bitsandbytes", "gguf", "ipywidgets")
 
+#: The oldest versions the course works with: pyproject.toml's floors for the tracked packages (a test keeps the
+#: two equal). A runtime with an older one -- a Colab image that lags, a shared Hub -- gets told which and how
+#: to upgrade, instead of an error from deep inside the library later.
+MIN_VERSIONS = {"torch": "2.4", "transformers": "5.6", "accelerate": "1.1", "tokenizers": "0.22",
+                "bitsandbytes": "0.50", "gguf": "0.11", "ipywidgets": "8"}
+
+
+def too_old(versions: dict) -> dict:
+    """package -> (installed, minimum) for each package of ``versions`` older than :data:`MIN_VERSIONS`."""
+    from packaging.version import InvalidVersion, Version
+
+    out = {}
+    for pkg, installed in versions.items():
+        if installed is None or pkg not in MIN_VERSIONS:
+            continue
+        try:
+            if Version(installed) < Version(MIN_VERSIONS[pkg]):
+                out[pkg] = (installed, MIN_VERSIONS[pkg])
+        except InvalidVersion:  # a local build with an odd version string: do not guess
+            continue
+    return out
+
 
 def probe(check_hub: bool = True) -> EnvReport:
     """Inspect this machine: versions, device, bf16, GPU memory, bitsandbytes, hub, fast mode."""
@@ -240,6 +262,9 @@ def advice(report: EnvReport) -> list[str]:
     for pkg in TRACKED_PACKAGES:
         if report.versions.get(pkg) is None:
             out.append(f"'{pkg}' is not installed: run `make lab` (or pip install {pkg}).")
+    for pkg, (installed, minimum) in too_old(report.versions).items():
+        out.append(f"{pkg} {installed} is older than the {minimum} the course needs: pip install -U '{pkg}>={minimum}', "
+                   "then restart the kernel (Colab: Runtime > Restart session).")
     if report.versions.get("bitsandbytes") and not report.bitsandbytes_ok:
         out.append("bitsandbytes is installed but fails to import: notebook 04 falls back to its from-scratch code.")
     if report.hub is False:
@@ -270,6 +295,8 @@ def environment_line(report: EnvReport | None = None) -> str:
         f"device: {dev}{mem} | bf16: {r.bf16_how.split(' ')[0].rstrip(':') or ('native' if r.bf16 else 'no')} | torch {torch.__version__} | "
         f"transformers {r.versions.get('transformers')} | threads {torch.get_num_threads()} | "
         f"mode: {'fast' if r.fast else 'full'}" + (" | COURSE_NO_BF16: fp16 path forced" if no_bf16_forced() else "")
+        + "".join(f" | TOO OLD: {pkg} {have} < {need} (pip install -U '{pkg}>={need}', restart the kernel)"
+                  for pkg, (have, need) in too_old(r.versions).items())
     )
 
 
