@@ -103,7 +103,8 @@ if "google.colab" in sys.modules:
     if not os.path.isdir(os.path.join(root, "utils")):
         subprocess.run(["git", "clone", "-q", "--depth", "1", os.environ.get("COURSE_REPO_URL", COURSE_REPO), root], check=True)
     pip = [sys.executable, "-m", "pip", "install", "-q", *os.environ.get("COURSE_PIP_ARGS", "").split()]
-    subprocess.run([*pip, "-e", root], check=True)  # pip keeps what meets pyproject.toml's floors
+    if subprocess.run([*pip, "-e", root]).returncode:  # pip keeps what meets pyproject.toml's floors, else
+        subprocess.run([*pip, "--no-deps", "-e", root], check=True)  # the course alone: utils says what is old
     missing = [p for p in ("bitsandbytes", "gguf") if importlib.util.find_spec(p) is None]
     if missing:
         subprocess.run([*pip, *missing], check=True)
