@@ -23,7 +23,8 @@ from utils.scaling import (
 )
 from utils.validate import check_number
 
-#: Fifteen runs of notebook 06's iso-FLOP sweep, measured on a 2-core CPU (2026-11-26): GPT-2-shaped
+#: Fifteen runs of an earlier version of notebook 06's iso-FLOP sweep (its committed losses differ slightly now),
+#: measured on a 2-core CPU (2026-11-26): GPT-2-shaped
 #: decoders (1,024-token BPE vocabulary on Python source, batch 4 x 64 tokens, cosine schedule to the run's
 #: end), five sizes per budget. Each row: (budget C in FLOPs, parameters N (all, embeddings included),
 #: training tokens D, held-out loss in nats per token). C = 6 N D up to rounding D to whole steps.
