@@ -60,11 +60,9 @@ def clean_outputs(nb) -> int:
         for out in merged:
             if out.get("output_type") == "stream" and PROGRESS_BAR.search(out.get("text", "")):
                 lines = out["text"].splitlines(keepends=True)
-                text = "".join(
-                    PROGRESS_BAR.sub("", line).replace("\r", "")
-                    for line in lines
-                    if PROGRESS_BAR.sub("", line).replace("\r", "").strip() or not PROGRESS_BAR.search(line)
-                )
+                cleaned = [PROGRESS_BAR.sub("", line).replace("\r", "") for line in lines]
+                # a line that held only bars goes; one the cell printed (blank ones too) stays
+                text = "".join(c for c, line in zip(cleaned, lines) if c.strip() or not PROGRESS_BAR.search(line))
                 changed += 1
                 if not text:
                     continue
